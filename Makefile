@@ -1,0 +1,109 @@
+# raftfs build. `make` builds bin/; `make test` installs deps, builds with ASan+UBSan and
+# runs every test; `make test-long` runs the long randomized suites.
+
+CC      ?= cc
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+               -Wmissing-prototypes -g -I.
+RELEASE_CFLAGS := $(CFLAGS_BASE) -O2
+ASAN_CFLAGS    := $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+                  -fno-sanitize-recover=undefined
+LDLIBS  := -lpthread
+
+MODE ?= release
+ifeq ($(MODE),asan)
+  CFLAGS := $(ASAN_CFLAGS)
+  LDFLAGS := -fsanitize=address,undefined
+  OUT := build/asan
+else
+  CFLAGS := $(RELEASE_CFLAGS)
+  LDFLAGS :=
+  OUT := build/release
+endif
+
+LIB_SRC   := $(wildcard common/*.c) $(wildcard raft/*.c)
+LIB_OBJ   := $(LIB_SRC:%.c=$(OUT)/%.o)
+SIM_SRC   := $(filter-out tests/sim/sim_main.c,$(wildcard tests/sim/*.c))
+SIM_OBJ   := $(SIM_SRC:%.c=$(OUT)/%.o)
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(OUT)/tests/%)
+UNIT_HELP := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
+UNIT_HOBJ := $(UNIT_HELP:%.c=$(OUT)/%.o)
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(OUT)/bench/%)
+
+.PHONY: all bins deps test test-unit test-sim test-long bench clean format format-check
+
+all: bins
+
+bins: $(OUT)/bin/raftfs-sim $(UNIT_BIN) $(BENCH_BIN)
+	@mkdir -p bin
+	cp $(OUT)/bin/raftfs-sim bin/
+	@for b in $(BENCH_BIN); do cp $$b bin/; done
+
+$(OUT)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(OUT)/libraftfs.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(OUT)/bin/raftfs-sim: $(OUT)/tests/sim/sim_main.o $(SIM_OBJ) $(OUT)/libraftfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OUT)/tests/%: $(OUT)/tests/unit/%.o $(UNIT_HOBJ) $(SIM_OBJ) $(OUT)/libraftfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+$(OUT)/bench/%: $(OUT)/bench/%.o $(SIM_OBJ) $(OUT)/libraftfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Debian packages the build and the tests need; installed only when missing.
+DEB_PKGS := build-essential pkg-config libfuse3-dev fuse3 libprotobuf-c-dev \
+            protobuf-c-compiler libleveldb-dev libcmocka-dev
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || \
+	    missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root to install:$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "deps: all installed"; fi
+
+SIM_SEEDS ?= 1000
+LONG_SEEDS ?= 100000
+
+test: deps
+	$(MAKE) MODE=asan test-unit test-sim
+
+test-unit: $(UNIT_BIN)
+	@fail=0; for t in $(UNIT_BIN); do \
+	  echo "== $$t"; $$t || fail=1; done; \
+	if [ $$fail != 0 ]; then echo "unit tests FAILED"; exit 1; fi
+
+test-sim: $(OUT)/bin/raftfs-sim
+	$(OUT)/bin/raftfs-sim --nodes 3 --seeds $(SIM_SEEDS) --first-seed 1 --steps 3000
+	$(OUT)/bin/raftfs-sim --nodes 5 --seeds $(SIM_SEEDS) --first-seed 100001 --steps 3000
+
+test-long: deps
+	$(MAKE) MODE=release $(OUT)/bin/raftfs-sim
+	build/release/bin/raftfs-sim --nodes 3 --seeds $(LONG_SEEDS) --first-seed 1 --steps 5000
+	build/release/bin/raftfs-sim --nodes 5 --seeds $(LONG_SEEDS) --first-seed 1000001 --steps 5000
+
+bench: 
+	$(MAKE) MODE=release bins
+	@for b in $(BENCH_BIN); do echo "== $$b"; $$b; done
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)
