@@ -28,16 +28,19 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(OUT)/tests/%)
 UNIT_HELP := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
 UNIT_HOBJ := $(UNIT_HELP:%.c=$(OUT)/%.o)
+INTER_SRC := $(wildcard tests/interaction/*.c)
+INTER_OBJ := $(INTER_SRC:%.c=$(OUT)/%.o)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(OUT)/bench/%)
 
-.PHONY: all bins deps test test-unit test-sim test-long bench clean format format-check
+.PHONY: all bins deps test test-unit test-sim test-interact test-long bench clean format \
+        format-check
 
 all: bins
 
-bins: $(OUT)/bin/raftfs-sim $(UNIT_BIN) $(BENCH_BIN)
+bins: $(OUT)/bin/raftfs-sim $(OUT)/bin/raftfs-interact $(UNIT_BIN) $(BENCH_BIN)
 	@mkdir -p bin
-	cp $(OUT)/bin/raftfs-sim bin/
+	cp $(OUT)/bin/raftfs-sim $(OUT)/bin/raftfs-interact bin/
 	@for b in $(BENCH_BIN); do cp $$b bin/; done
 
 $(OUT)/%.o: %.c
@@ -49,6 +52,10 @@ $(OUT)/libraftfs.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(OUT)/bin/raftfs-sim: $(OUT)/tests/sim/sim_main.o $(SIM_OBJ) $(OUT)/libraftfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OUT)/bin/raftfs-interact: $(INTER_OBJ) $(OUT)/libraftfs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -77,12 +84,15 @@ SIM_SEEDS ?= 1000
 LONG_SEEDS ?= 100000
 
 test: deps
-	$(MAKE) MODE=asan test-unit test-sim
+	$(MAKE) MODE=asan test-unit test-interact test-sim
 
 test-unit: $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do \
 	  echo "== $$t"; $$t || fail=1; done; \
 	if [ $$fail != 0 ]; then echo "unit tests FAILED"; exit 1; fi
+
+test-interact: $(OUT)/bin/raftfs-interact
+	$(OUT)/bin/raftfs-interact tests/interaction/testdata/*.txt
 
 test-sim: $(OUT)/bin/raftfs-sim
 	$(OUT)/bin/raftfs-sim --nodes 3 --seeds $(SIM_SEEDS) --first-seed 1 --steps 3000
@@ -107,3 +117,4 @@ clean:
 	rm -rf build bin
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+.SECONDARY:

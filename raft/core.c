@@ -613,7 +613,7 @@ int raft_transfer_leader(struct raft *r, raft_id target)
     if (pr->match == raft_log_last(&r->log)) {
         (void)raft_send(r, RAFT_MSG_TIMEOUT_NOW, target);
     } else {
-        raft_send_append(r, pr, false);
+        raft_send_append(r, pr, true);
     }
     return 0;
 }

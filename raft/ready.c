@@ -291,7 +291,7 @@ void raft_advance(struct raft *r, struct raft_ready *rd)
         if (self != NULL && self->match < r->log.stable) {
             self->match = r->log.stable;
             self->next = r->log.stable + 1;
-            if (raft_maybe_commit(r)) {
+            if (raft_maybe_commit(r) && r->role == RAFT_LEADER) {
                 raft_bcast_append(r);
             }
         }

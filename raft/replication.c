@@ -303,7 +303,7 @@ static void handle_append_resp(struct raft *r, struct raft_progress *pr,
             raft_progress_become_probe(pr);
             raft_progress_become_replicate(pr);
         }
-        if (raft_maybe_commit(r)) {
+        if (raft_maybe_commit(r) && r->role == RAFT_LEADER) {
             raft_bcast_append(r);
         }
         if (r->role != RAFT_LEADER) {
@@ -529,8 +529,15 @@ void raft_handle_snapshot(struct raft *r, const struct raft_message *m)
         snapshot_reply(r, m, false, m->offset + m->data.len, true);
         return;
     }
-    if (raft_log_term(&r->log, m->snap.index) == m->snap.term && m->offset == 0) {
-        /* Our log already holds the snapshot's last entry: just commit up to it. */
+    if (raft_log_term(&r->log, m->snap.index) == m->snap.term) {
+        /* Our log already holds the snapshot's last entry (perhaps since an earlier chunk
+         * arrived): keep the entries after it and just commit (Raft Figure 13 step 6). */
+        if (r->recv_active) {
+            rfs_free(r->recv.data.base);
+            memset(&r->recv, 0, sizeof r->recv);
+            r->recv_cap = 0;
+            r->recv_active = false;
+        }
         raft_commit_to(r, m->snap.index);
         snapshot_reply(r, m, false, m->offset + m->data.len, true);
         return;
