@@ -55,6 +55,6 @@ void rfs_log_write(enum rfs_log_level level, const char *file, int line, const c
     gmtime_r(&ts.tv_sec, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
     /* One fprintf per line so lines from different threads do not interleave. */
-    fprintf(stderr, "%s.%03ldZ %-5s %s %s:%d %s\n", when, ts.tv_nsec / 1000000,
-            level_names[level], log_tag, base ? base + 1 : file, line, msg);
+    fprintf(stderr, "%s.%03ldZ %-5s %s %s:%d %s\n", when, ts.tv_nsec / 1000000, level_names[level],
+            log_tag, base ? base + 1 : file, line, msg);
 }

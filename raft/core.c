@@ -62,9 +62,18 @@ const char *raft_role_name(enum raft_role role)
 const char *raft_msg_type_name(int type)
 {
     static const char *const names[] = {
-        "?",         "APPEND",         "APPEND_RESP", "VOTE",          "VOTE_RESP",
-        "PREVOTE",   "PREVOTE_RESP",   "HEARTBEAT",   "HEARTBEAT_RESP", "SNAPSHOT",
-        "SNAPSHOT_RESP", "TIMEOUT_NOW",
+        "?",
+        "APPEND",
+        "APPEND_RESP",
+        "VOTE",
+        "VOTE_RESP",
+        "PREVOTE",
+        "PREVOTE_RESP",
+        "HEARTBEAT",
+        "HEARTBEAT_RESP",
+        "SNAPSHOT",
+        "SNAPSHOT_RESP",
+        "TIMEOUT_NOW",
     };
     if (type < 1 || type > RAFT_MSG_TIMEOUT_NOW) {
         return "?";
@@ -83,8 +92,7 @@ static uint64_t rng_next(struct raft *r)
 
 static void reset_randomized_timeout(struct raft *r)
 {
-    r->randomized_timeout =
-        r->cfg.election_ticks + (unsigned)(rng_next(r) % r->cfg.election_ticks);
+    r->randomized_timeout = r->cfg.election_ticks + (unsigned)(rng_next(r) % r->cfg.election_ticks);
 }
 
 /* Queue a message; entries/chunk pointers are filled in when the ready is built. */
@@ -331,8 +339,8 @@ void raft_tick(struct raft *r)
 static void handle_vote_request(struct raft *r, const struct raft_message *m)
 {
     bool pre = m->type == RAFT_MSG_PREVOTE;
-    bool can_vote = r->vote == m->from || (r->vote == 0 && r->leader == 0) ||
-                    (pre && m->term > r->term);
+    bool can_vote =
+        r->vote == m->from || (r->vote == 0 && r->leader == 0) || (pre && m->term > r->term);
     struct raft_message *resp;
     uint8_t type = pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP;
     if (can_vote && raft_log_up_to_date(&r->log, m->index, m->log_term)) {

@@ -21,9 +21,9 @@ struct raft_log {
 };
 
 enum raft_progress_state {
-    RAFT_PR_PROBE = 0,  /* one append at a time until the follower's log position is known */
-    RAFT_PR_REPLICATE,  /* optimistic pipelining, up to max_inflight appends */
-    RAFT_PR_SNAPSHOT,   /* sending a snapshot in chunks */
+    RAFT_PR_PROBE = 0, /* one append at a time until the follower's log position is known */
+    RAFT_PR_REPLICATE, /* optimistic pipelining, up to max_inflight appends */
+    RAFT_PR_SNAPSHOT,  /* sending a snapshot in chunks */
 };
 
 /* What the leader knows of one member (raft/progress.c). */
@@ -33,9 +33,9 @@ struct raft_progress {
     raft_index match;
     raft_index next;
     enum raft_progress_state state;
-    bool probe_sent;     /* PROBE: an append is outstanding; wait for reply or heartbeat */
-    bool recent_active;  /* heard from since the last CheckQuorum round */
-    uint64_t read_ack;   /* highest ReadIndex sequence this member confirmed */
+    bool probe_sent;    /* PROBE: an append is outstanding; wait for reply or heartbeat */
+    bool recent_active; /* heard from since the last CheckQuorum round */
+    uint64_t read_ack;  /* highest ReadIndex sequence this member confirmed */
     /* Ring of the last index of each in-flight append (REPLICATE). */
     unsigned inflight_start;
     unsigned inflight_count;
@@ -128,8 +128,7 @@ raft_index raft_log_last(const struct raft_log *l);
 raft_term raft_log_last_term(const struct raft_log *l);
 raft_term raft_log_term(const struct raft_log *l, raft_index i);
 struct raft_entry *raft_log_get(const struct raft_log *l, raft_index i);
-int raft_log_append(struct raft_log *l, raft_term term, uint8_t type, const void *data,
-                    size_t len);
+int raft_log_append(struct raft_log *l, raft_term term, uint8_t type, const void *data, size_t len);
 void raft_log_truncate_from(struct raft_log *l, raft_index from);
 void raft_log_compact_to(struct raft_log *l, raft_index index);
 void raft_log_reset(struct raft_log *l, raft_index snap_index, raft_term snap_term);

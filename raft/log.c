@@ -64,8 +64,7 @@ struct raft_entry *raft_log_get(const struct raft_log *l, raft_index i)
     return &l->ents[i - l->snap_index - 1];
 }
 
-int raft_log_append(struct raft_log *l, raft_term term, uint8_t type, const void *data,
-                    size_t len)
+int raft_log_append(struct raft_log *l, raft_term term, uint8_t type, const void *data, size_t len)
 {
     struct raft_entry *e;
     void *copy = NULL;

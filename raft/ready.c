@@ -105,8 +105,7 @@ static int restore_log(struct raft *r, const struct raft_restore *rs, char *errm
     r->log.applied = rs->applied > snap_index ? rs->applied : snap_index;
     if (r->log.applied > r->log.committed) {
         rfs_errmsg_printf(errmsg, "raft: applied index %llu is beyond commit %llu",
-                          (unsigned long long)r->log.applied,
-                          (unsigned long long)r->log.committed);
+                          (unsigned long long)r->log.applied, (unsigned long long)r->log.committed);
         return RFS_EINVAL;
     }
     r->term = rs->hard_state.term;
@@ -199,8 +198,7 @@ static void resolve_messages(struct raft *r)
         struct raft_message *m = &r->msgs[i];
         bool keep = true;
         if (m->type == RAFT_MSG_APPEND && m->n_entries > 0) {
-            keep = r->role == RAFT_LEADER && m->term == r->term &&
-                   m->index >= r->log.snap_index &&
+            keep = r->role == RAFT_LEADER && m->term == r->term && m->index >= r->log.snap_index &&
                    m->index + m->n_entries <= raft_log_last(&r->log);
             if (keep) {
                 m->entries = raft_log_get(&r->log, m->index + 1);

@@ -186,8 +186,7 @@ void raft_read_release(struct raft *r)
         done++;
     }
     if (done > 0) {
-        memmove(r->read_reqs, r->read_reqs + done,
-                (r->n_read_reqs - done) * sizeof *r->read_reqs);
+        memmove(r->read_reqs, r->read_reqs + done, (r->n_read_reqs - done) * sizeof *r->read_reqs);
         r->n_read_reqs -= done;
     }
 }
@@ -233,8 +232,7 @@ void raft_commit_to(struct raft *r, raft_index index)
         return;
     }
     assert(index <= raft_log_last(&r->log));
-    first_in_term = r->role == RAFT_LEADER &&
-                    raft_log_term(&r->log, r->log.committed) != r->term &&
+    first_in_term = r->role == RAFT_LEADER && raft_log_term(&r->log, r->log.committed) != r->term &&
                     raft_log_term(&r->log, index) == r->term;
     r->log.committed = index;
     if (r->role != RAFT_LEADER) {
@@ -318,8 +316,7 @@ static void handle_append_resp(struct raft *r, struct raft_progress *pr,
         pr->probe_sent = false;
     }
     /* Keep the pipeline full. */
-    while (pr->next <= raft_log_last(&r->log) &&
-           !raft_progress_paused(pr, r->cfg.max_inflight)) {
+    while (pr->next <= raft_log_last(&r->log) && !raft_progress_paused(pr, r->cfg.max_inflight)) {
         raft_index before = pr->next;
         bool was_probe = pr->state == RAFT_PR_PROBE;
         raft_send_append(r, pr, false);
@@ -370,8 +367,7 @@ void raft_leader_step(struct raft *r, const struct raft_message *m)
                 pr->read_ack = m->read_seq;
                 raft_read_release(r);
             }
-            if (pr->state == RAFT_PR_REPLICATE &&
-                pr->inflight_count >= r->cfg.max_inflight) {
+            if (pr->state == RAFT_PR_REPLICATE && pr->inflight_count >= r->cfg.max_inflight) {
                 raft_progress_inflight_free_first(pr);
             }
             if (pr->match < raft_log_last(&r->log)) {

@@ -258,8 +258,8 @@ static void disk_save_snapshot(struct sim_disk *d, const struct raft_snapshot *s
 static void disk_compact(struct sim_disk *d, raft_index index, raft_term term, raft_index old_first)
 {
     size_t drop;
-    bool matches = index >= old_first && index < old_first + d->n &&
-                   d->ents[index - old_first].term == term;
+    bool matches =
+        index >= old_first && index < old_first + d->n && d->ents[index - old_first].term == term;
     if (!matches) {
         for (size_t i = 0; i < d->n; i++) {
             free(d->ents[i].data.base);
@@ -591,8 +591,9 @@ static void handle_reads(struct sim *s, struct sim_node *nd, const struct raft_r
                 continue;
             }
             if (rs->index < nd->reads[j].min_index) {
-                violate(s, "stale read on %llu: read index %llu but a write at %llu was "
-                           "acknowledged before the read began",
+                violate(s,
+                        "stale read on %llu: read index %llu but a write at %llu was "
+                        "acknowledged before the read began",
                         (unsigned long long)nd->id, (unsigned long long)rs->index,
                         (unsigned long long)nd->reads[j].min_index);
             }
@@ -731,8 +732,7 @@ static void check_leader_completeness(struct sim *s, struct sim_node *nd)
     if (raft_last_index(nd->r) < s->global_commit) {
         violate(s, "leader %llu of term %llu lacks committed entries: last %llu < commit %llu",
                 (unsigned long long)nd->id, (unsigned long long)raft_term_get(nd->r),
-                (unsigned long long)raft_last_index(nd->r),
-                (unsigned long long)s->global_commit);
+                (unsigned long long)raft_last_index(nd->r), (unsigned long long)s->global_commit);
         return;
     }
     for (raft_index i = first; i <= s->global_commit; i++) {
@@ -1124,8 +1124,8 @@ raft_index sim_one(struct sim *s, const char *value, unsigned expected_nodes, un
             uint64_t vh = fnv(v, strlen(v));
             while (s->now < t0 + 2000 && s->violation[0] == '\0') {
                 sim_run(s, SIM_TICK_MS);
-                if (sim_n_applied(s, index, NULL, 0) >= expected_nodes &&
-                    glog_at(s, index)->set && glog_at(s, index)->dhash == vh) {
+                if (sim_n_applied(s, index, NULL, 0) >= expected_nodes && glog_at(s, index)->set &&
+                    glog_at(s, index)->dhash == vh) {
                     return index;
                 }
             }
@@ -1225,8 +1225,9 @@ void sim_dump(const struct sim *s, FILE *f)
             fprintf(f, "node %u: down\n", i);
             continue;
         }
-        fprintf(f, "node %u: %s term %llu leader %llu first %llu last %llu commit %llu "
-                   "applied %llu sm %llu\n",
+        fprintf(f,
+                "node %u: %s term %llu leader %llu first %llu last %llu commit %llu "
+                "applied %llu sm %llu\n",
                 i, raft_role_name(r->role), (unsigned long long)r->term,
                 (unsigned long long)r->leader, (unsigned long long)raft_first_index(r),
                 (unsigned long long)raft_last_index(r), (unsigned long long)r->log.committed,
@@ -1236,8 +1237,9 @@ void sim_dump(const struct sim *s, FILE *f)
         }
         for (unsigned k = 0; k < r->n_prs; k++) {
             const struct raft_progress *pr = &r->prs[k];
-            fprintf(f, "  pr %llu%s: state %d match %llu next %llu probe_sent %d inflight %u "
-                       "snap %llu/%llu\n",
+            fprintf(f,
+                    "  pr %llu%s: state %d match %llu next %llu probe_sent %d inflight %u "
+                    "snap %llu/%llu\n",
                     (unsigned long long)pr->id, pr->learner ? " (learner)" : "", pr->state,
                     (unsigned long long)pr->match, (unsigned long long)pr->next, pr->probe_sent,
                     pr->inflight_count, (unsigned long long)pr->snap_index,

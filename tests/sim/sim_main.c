@@ -47,10 +47,14 @@ int main(int argc, char **argv)
     bool reliable = false, membership = true, verbose = false;
     const char *env = getenv("RAFTFS_SEED");
     static const struct option longopts[] = {
-        {"nodes", required_argument, NULL, 'n'},   {"seeds", required_argument, NULL, 'k'},
-        {"first-seed", required_argument, NULL, 's'}, {"steps", required_argument, NULL, 't'},
-        {"reliable", no_argument, NULL, 'r'},      {"no-membership", no_argument, NULL, 'm'},
-        {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
+        {"nodes", required_argument, NULL, 'n'},
+        {"seeds", required_argument, NULL, 'k'},
+        {"first-seed", required_argument, NULL, 's'},
+        {"steps", required_argument, NULL, 't'},
+        {"reliable", no_argument, NULL, 'r'},
+        {"no-membership", no_argument, NULL, 'm'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -90,7 +94,12 @@ int main(int argc, char **argv)
         }
         if (dst != NULL && parse_u64(optarg, dst) != 0) {
             fprintf(stderr, "raftfs-sim: --%s needs a whole number, got '%s'\n",
-                    longopts[c == 'n' ? 0 : c == 'k' ? 1 : c == 's' ? 2 : 3].name, optarg);
+                    longopts[c == 'n'   ? 0
+                             : c == 'k' ? 1
+                             : c == 's' ? 2
+                                        : 3]
+                        .name,
+                    optarg);
             return 2;
         }
     }
@@ -131,8 +140,8 @@ int main(int argc, char **argv)
         if (rv != 0) {
             printf("FAILED seed %llu (nodes %llu, steps %llu): %s\n", seed, nodes, steps,
                    sim_violation(s));
-            printf("replay: RAFTFS_SEED=%llu raftfs-sim --nodes %llu --steps %llu --verbose\n", seed,
-                   nodes, steps);
+            printf("replay: RAFTFS_SEED=%llu raftfs-sim --nodes %llu --steps %llu --verbose\n",
+                   seed, nodes, steps);
             printf("%lu passed, 1 failed\n", passed);
             sim_free(s);
             return 1;
