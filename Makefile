@@ -68,7 +68,7 @@ $(OUT)/bench/%: $(OUT)/bench/%.o $(SIM_OBJ) $(OUT)/libraftfs.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Debian packages the build and the tests need; installed only when missing.
-DEB_PKGS := build-essential pkg-config libfuse3-dev fuse3 libprotobuf-c-dev \
+DEB_PKGS := build-essential pkg-config clang-format libfuse3-dev fuse3 libprotobuf-c-dev \
             protobuf-c-compiler libleveldb-dev libcmocka-dev
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -84,6 +84,7 @@ SIM_SEEDS ?= 1000
 LONG_SEEDS ?= 100000
 
 test: deps
+	$(MAKE) format-check
 	$(MAKE) MODE=asan test-unit test-interact test-sim
 
 test-unit: $(UNIT_BIN)
@@ -95,8 +96,8 @@ test-interact: $(OUT)/bin/raftfs-interact
 	$(OUT)/bin/raftfs-interact tests/interaction/testdata/*.txt
 
 test-sim: $(OUT)/bin/raftfs-sim
-	$(OUT)/bin/raftfs-sim --nodes 3 --seeds $(SIM_SEEDS) --first-seed 1 --steps 3000
-	$(OUT)/bin/raftfs-sim --nodes 5 --seeds $(SIM_SEEDS) --first-seed 100001 --steps 3000
+	$(OUT)/bin/raftfs-sim --nodes 3 --seeds $(SIM_SEEDS) --first-seed 1 --steps 5000
+	$(OUT)/bin/raftfs-sim --nodes 5 --seeds $(SIM_SEEDS) --first-seed 100001 --steps 5000
 
 test-long: deps
 	$(MAKE) MODE=release $(OUT)/bin/raftfs-sim
@@ -111,7 +112,7 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 format-check:
-	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h') && echo 'format: ok'
 
 clean:
 	rm -rf build bin

@@ -255,6 +255,11 @@ int raft_snapshot_take(struct raft *r, raft_index index, const void *data, size_
 /* The snapshot the core holds (NULL if none); valid until the next call. */
 const struct raft_snapshot *raft_snapshot_get(const struct raft *r);
 
+/* 0 while healthy; RFS_ENOMEM once an allocation failed inside raft_step/raft_tick or a
+ * ready cycle. A failed instance makes no further progress (raft_has_ready() is false):
+ * the server must stop and restart from its log store. */
+int raft_error(const struct raft *r);
+
 /* Read-only accessors. */
 raft_id raft_id_get(const struct raft *r);
 enum raft_role raft_role_get(const struct raft *r);

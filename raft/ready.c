@@ -338,6 +338,11 @@ const struct raft_snapshot *raft_snapshot_get(const struct raft *r)
     return r->has_snap ? &r->snap : NULL;
 }
 
+int raft_error(const struct raft *r)
+{
+    return r->oom ? RFS_ENOMEM : 0;
+}
+
 raft_id raft_id_get(const struct raft *r)
 {
     return r->id;

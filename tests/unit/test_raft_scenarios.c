@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "common/alloc.h"
 #include "tests/sim/sim.h"
 
 #define ELECTION_MS 1000 /* well above the 100-200 ms election timeout */
@@ -647,6 +648,46 @@ static void test_bad_config_is_refused_with_reason(void **state)
     assert_null(r);
 }
 
+/* Fail every allocation from the Nth on: the core reports it (an error code, or
+ * raft_error()) and never crashes or leaks. */
+static void test_allocation_failure_is_reported_not_fatal(void **state)
+{
+    (void)state;
+    for (unsigned long n = 1; n <= 120; n++) {
+        struct raft_config cfg;
+        struct raft_conf boot = {.n_voters = 1, .voters = {1}};
+        struct raft_restore rs = {.bootstrap = &boot};
+        struct raft *r = NULL;
+        char errmsg[RFS_ERRMSG_SIZE];
+        int failures = 0;
+        int rv;
+        raft_config_default(&cfg, 1);
+        rfs_alloc_fail_after(n, 1);
+        rv = raft_new(&r, &cfg, &rs, errmsg);
+        if (rv != 0) {
+            rfs_alloc_fail_after(0, 0);
+            assert_int_equal(rv, RFS_ENOMEM);
+            assert_null(r);
+            continue;
+        }
+        raft_campaign(r);
+        for (int i = 0; i < 40; i++) {
+            struct raft_ready rd;
+            if (raft_propose(r, "x", 1, NULL) != 0) {
+                failures++;
+            }
+            if (raft_has_ready(r)) {
+                raft_ready(r, &rd);
+                raft_advance(r, &rd);
+            }
+            (void)raft_read_index(r, (uint64_t)i);
+        }
+        rfs_alloc_fail_after(0, 0);
+        assert_true(failures > 0 || raft_error(r) != 0 || raft_commit_get(r) >= 40);
+        raft_free(r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -678,6 +719,7 @@ int main(void)
         cmocka_unit_test_teardown(test_leadership_transfer_to_follower, teardown),
         cmocka_unit_test_teardown(test_membership_learner_promote_remove, teardown),
         cmocka_unit_test(test_bad_config_is_refused_with_reason),
+        cmocka_unit_test(test_allocation_failure_is_reported_not_fatal),
     };
     return cmocka_run_group_tests_name("raft_scenarios", tests, NULL, NULL);
 }
