@@ -2,12 +2,13 @@
 # runs every test; `make test-long` runs the long randomized suites.
 
 CC      ?= cc
+GEN     := build/gen
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-               -Wmissing-prototypes -g -I.
+               -Wmissing-prototypes -g -I. -I$(GEN)
 RELEASE_CFLAGS := $(CFLAGS_BASE) -O2
 ASAN_CFLAGS    := $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
                   -fno-sanitize-recover=undefined
-LDLIBS  := -lpthread
+LDLIBS  := -lleveldb -lprotobuf-c -lpthread
 
 MODE ?= release
 ifeq ($(MODE),asan)
@@ -20,8 +21,16 @@ else
   OUT := build/release
 endif
 
-LIB_SRC   := $(wildcard common/*.c) $(wildcard raft/*.c)
-LIB_OBJ   := $(LIB_SRC:%.c=$(OUT)/%.o)
+# Programs: a main() lives only in files named *_main.c (and tests/bench files).
+MAINS     := $(wildcard */*_main.c tests/*/*_main.c)
+LIB_SRC   := $(filter-out $(MAINS),$(wildcard common/*.c raft/*.c proto/*.c rpc/*.c server/*.c \
+               kv/*.c))
+PROTO_SRC := $(wildcard proto/*.proto)
+PROTO_GEN := $(PROTO_SRC:proto/%.proto=$(GEN)/proto/%.pb-c.c)
+LIB_OBJ   := $(LIB_SRC:%.c=$(OUT)/%.o) $(PROTO_GEN:$(GEN)/%.c=$(OUT)/gen/%.o)
+TEST_LIB_SRC := $(filter-out $(MAINS),$(wildcard tests/lib/*.c))
+TEST_LIB_OBJ := $(TEST_LIB_SRC:%.c=$(OUT)/%.o)
+PROGRAMS  := raftfs-shard raftfs raftfs-proxy
 SIM_SRC   := $(filter-out tests/sim/sim_main.c,$(wildcard tests/sim/*.c))
 SIM_OBJ   := $(SIM_SRC:%.c=$(OUT)/%.o)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -43,9 +52,29 @@ bins: $(OUT)/bin/raftfs-sim $(OUT)/bin/raftfs-interact $(UNIT_BIN) $(BENCH_BIN)
 	cp $(OUT)/bin/raftfs-sim $(OUT)/bin/raftfs-interact bin/
 	@for b in $(BENCH_BIN); do cp $$b bin/; done
 
-$(OUT)/%.o: %.c
+$(GEN)/proto/%.pb-c.c $(GEN)/proto/%.pb-c.h: proto/%.proto
+	@mkdir -p $(GEN)/proto
+	protoc-c --proto_path=proto --c_out=$(GEN)/proto $<
+
+$(OUT)/gen/%.o: $(GEN)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-missing-prototypes -MMD -MP -c $< -o $@
+
+$(OUT)/%.o: %.c | $(PROTO_GEN)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(OUT)/bin/raftfs-shard: $(OUT)/server/shard_main.o $(OUT)/libraftfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OUT)/bin/raftfs: $(OUT)/tools/raftfs_main.o $(OUT)/libraftfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OUT)/bin/raftfs-proxy: $(OUT)/tests/proxy/proxy_main.o $(TEST_LIB_OBJ) $(OUT)/libraftfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(OUT)/libraftfs.a: $(LIB_OBJ)
 	@rm -f $@
@@ -59,7 +88,7 @@ $(OUT)/bin/raftfs-interact: $(INTER_OBJ) $(OUT)/libraftfs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(OUT)/tests/%: $(OUT)/tests/unit/%.o $(UNIT_HOBJ) $(SIM_OBJ) $(OUT)/libraftfs.a
+$(OUT)/tests/%: $(OUT)/tests/unit/%.o $(UNIT_HOBJ) $(SIM_OBJ) $(TEST_LIB_OBJ) $(OUT)/libraftfs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 

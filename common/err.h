@@ -21,7 +21,10 @@
     X(RFS_ECONFPENDING, 13, "a membership change is already pending")                              \
     X(RFS_ETRANSFER, 14, "leadership transfer in progress")                                        \
     X(RFS_ETIMEDOUT, 15, "timed out")                                                              \
-    X(RFS_ETOOBIG, 16, "too big")
+    X(RFS_ETOOBIG, 16, "too big")                                                                  \
+    X(RFS_ECONFLICT, 17, "condition failed: a key changed")                                        \
+    X(RFS_ESTALE, 18, "stale request (session moved on)")                                          \
+    X(RFS_EPROTO, 19, "malformed message")
 
 enum rfs_err {
 #define RFS_ERR_ENUM(name, value, text) name = value,

@@ -1,0 +1,36 @@
+/* kv: the shard server's state machine on LevelDB, and (later) the client library.
+ *
+ * Commands are raftfs.KvRequest messages (proto/raftfs.proto), replies raftfs.KvReply.
+ * LevelDB layout (docs/kv.md):
+ *   'd' | bucket (u16 big-endian) | user key  ->  version (u64 LE) | value
+ *   's' | client id (u64 big-endian)          ->  session: last seq, last log time, reply
+ *   'm' "applied"                             ->  applied index (u64 LE)
+ * A bucket is one contiguous key range, so moving a bucket is a range scan and dropping it
+ * a range delete. */
+#ifndef KV_H
+#define KV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../server/sm.h"
+
+#define KV_DEFAULT_BUCKETS 64
+/* Sessions idle for longer than this much log time are dropped. */
+#define KV_SESSION_TTL_MS (60ull * 60 * 1000)
+
+/* The routing part of a key: the text inside the first {...} if there is one (and it is
+ * non-empty), else the whole key; bucket = crc32(routing part) % nbuckets (zlib CRC-32). */
+uint32_t kv_bucket_of(const void *key, size_t len, uint32_t nbuckets);
+
+struct kv_sm;
+
+/* Open (creating if needed) the LevelDB database in dir/db. Finishes an interrupted
+ * restore (docs/kv.md). Returns 0, RFS_EIO (errmsg: LevelDB's reason), RFS_ENOMEM. */
+int kv_sm_open(struct kv_sm **out, const char *dir, uint32_t nbuckets, char *errmsg);
+void kv_sm_close(struct kv_sm *sm);
+
+/* The rfs_sm_ops for a struct kv_sm (pass the kv_sm as the `sm` argument). */
+extern const struct rfs_sm_ops kv_sm_ops;
+
+#endif
