@@ -30,7 +30,9 @@ struct kv_sm;
 int kv_sm_open(struct kv_sm **out, const char *dir, uint32_t nbuckets, char *errmsg);
 void kv_sm_close(struct kv_sm *sm);
 
-/* The rfs_sm_ops for a struct kv_sm (pass the kv_sm as the `sm` argument). */
+/* The rfs_sm_ops for a struct kv_sm (pass the kv_sm as the `sm` argument). Besides RFS_EIO,
+ * apply, query and snapshot may return RFS_ENOMEM, or RFS_ECORRUPT for a damaged database;
+ * from apply, any non-zero code means the server must stop. Rules and formats: docs/kv.md. */
 extern const struct rfs_sm_ops kv_sm_ops;
 
 #endif
