@@ -25,7 +25,7 @@
 #include "../common/buf.h"
 #include "../common/err.h"
 
-#define RPC_HEADER_SIZE 16
+#define RPC_HEADER_SIZE       16
 #define RPC_DEFAULT_MAX_FRAME (64u << 20)
 /* A connection whose unsent output exceeds this is closed (a slow or stuck peer must not
  * exhaust memory). */
@@ -41,7 +41,9 @@ struct rpc_peer;
 uint64_t rpc_now_ms(void);
 
 int rpc_loop_new(struct rpc_loop **out, char *errmsg);
-/* Frees timers, listeners, peers and connections still open. Not from a callback. */
+/* Frees timers, listeners, peers and connections still open, without calling any
+ * callback (on_close included); posted callbacks not yet run are dropped. Not from a
+ * callback. */
 void rpc_loop_free(struct rpc_loop *l);
 /* Run until rpc_loop_stop(). Returns 0, or RFS_EIO if epoll fails. */
 int rpc_loop_run(struct rpc_loop *l);
@@ -56,7 +58,9 @@ int rpc_loop_post(struct rpc_loop *l, void (*cb)(void *data), void *data);
 void rpc_loop_set_before_sleep(struct rpc_loop *l, void (*cb)(void *data), void *data);
 
 /* A timer firing once after `after_ms`, then every `repeat_ms` if non-zero. The timer
- * belongs to the loop; rpc_timer_stop() releases it (also safe from its own callback). */
+ * belongs to the loop; rpc_timer_stop() releases it (also safe from its own callback).
+ * A one-shot timer is released when its callback returns: do not stop it after that.
+ * A timer started from a timer callback fires in a later iteration, never the same one. */
 typedef void (*rpc_timer_cb)(struct rpc_timer *t, void *data);
 int rpc_timer_start(struct rpc_loop *l, uint64_t after_ms, uint64_t repeat_ms, rpc_timer_cb cb,
                     void *data, struct rpc_timer **out);
@@ -73,7 +77,7 @@ struct rpc_handler {
     void (*on_open)(struct rpc_conn *c, void *data);
     /* The connection is gone; c must not be used after this returns. */
     void (*on_close)(struct rpc_conn *c, void *data);
-    size_t max_frame;  /* 0: RPC_DEFAULT_MAX_FRAME */
+    size_t max_frame;  /* limit on the length field (12 + payload); 0: RPC_DEFAULT_MAX_FRAME */
     size_t max_output; /* 0: RPC_DEFAULT_MAX_OUTPUT */
 };
 
@@ -83,6 +87,10 @@ struct rpc_handler {
 int rpc_listen(struct rpc_loop *l, const char *addr, const struct rpc_handler *h,
                struct rpc_listener **out, char *errmsg);
 uint16_t rpc_listener_port(const struct rpc_listener *ls);
+/* Stop listening and close the connections this listener accepted. No callback of the
+ * listener's handler runs after this returns (not even on_close for those connections):
+ * release per-connection data (rpc_conn_set_data) before, if the handler owns it. Safe
+ * from any callback, including an on_open of this listener. */
 void rpc_listener_close(struct rpc_listener *ls);
 
 /* Queue a frame (copied into the connection's output buffer; sent as soon as the socket
@@ -94,7 +102,9 @@ int rpc_conn_send(struct rpc_conn *c, uint32_t type, uint64_t req_id, const void
 /* Like rpc_conn_send, from several pieces (no copy into a temporary first). */
 int rpc_conn_sendv(struct rpc_conn *c, uint32_t type, uint64_t req_id, const struct rfs_buf *parts,
                    unsigned n_parts);
-/* Close after the current callback; on_close follows later. `why` is logged. */
+/* Close after the current callback; on_close follows later. `why` is logged. Safe from
+ * any callback; frames already received for c are not delivered; frames already queued
+ * are sent only if the socket takes them at once. Sends after this return RFS_ESTOPPED. */
 void rpc_conn_close(struct rpc_conn *c, const char *why);
 /* "ip:port" of the other end, for logs. */
 const char *rpc_conn_peer_name(const struct rpc_conn *c);
@@ -104,9 +114,14 @@ void *rpc_conn_get_data(const struct rpc_conn *c);
 
 /* An outgoing connection to "host:port" that reconnects by itself with exponential
  * backoff (from 50 ms up to 2 s, with jitter) until rpc_peer_free(). Frames sent while
- * disconnected are refused (RFS_EUNAVAIL): callers above (Raft, client retries) resend. */
+ * disconnected are refused (RFS_EUNAVAIL): callers above (Raft, client retries) resend.
+ * addr is resolved once, here (RFS_EINVAL if it cannot be). The first attempt starts at
+ * once; on_open runs from the loop each time a connection is made, on_close each time one
+ * is lost. */
 int rpc_peer_new(struct rpc_loop *l, const char *addr, const struct rpc_handler *h,
                  struct rpc_peer **out, char *errmsg);
+/* Close the connection and stop reconnecting. No callback of the peer's handler runs after
+ * this returns (not even on_close). Safe from the peer's own callbacks. */
 void rpc_peer_free(struct rpc_peer *p);
 bool rpc_peer_connected(const struct rpc_peer *p);
 int rpc_peer_send(struct rpc_peer *p, uint32_t type, uint64_t req_id, const void *payload,
