@@ -30,6 +30,8 @@ PROTO_GEN := $(PROTO_SRC:proto/%.proto=$(GEN)/proto/%.pb-c.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(OUT)/%.o) $(PROTO_GEN:$(GEN)/%.c=$(OUT)/gen/%.o)
 TEST_LIB_SRC := $(filter-out $(MAINS),$(wildcard tests/lib/*.c))
 TEST_LIB_OBJ := $(TEST_LIB_SRC:%.c=$(OUT)/%.o)
+TOOLS_SRC := $(filter-out $(MAINS),$(wildcard tools/*.c))
+TOOLS_OBJ := $(TOOLS_SRC:%.c=$(OUT)/%.o)
 PROGRAMS  := raftfs-shard raftfs raftfs-proxy
 SIM_SRC   := $(filter-out tests/sim/sim_main.c,$(wildcard tests/sim/*.c))
 SIM_OBJ   := $(SIM_SRC:%.c=$(OUT)/%.o)
@@ -47,9 +49,11 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(OUT)/bench/%)
 
 all: bins
 
-bins: $(OUT)/bin/raftfs-sim $(OUT)/bin/raftfs-interact $(UNIT_BIN) $(BENCH_BIN)
+PROG_BIN  := $(PROGRAMS:%=$(OUT)/bin/%)
+
+bins: $(OUT)/bin/raftfs-sim $(OUT)/bin/raftfs-interact $(PROG_BIN) $(UNIT_BIN) $(BENCH_BIN)
 	@mkdir -p bin
-	cp $(OUT)/bin/raftfs-sim $(OUT)/bin/raftfs-interact bin/
+	cp $(OUT)/bin/raftfs-sim $(OUT)/bin/raftfs-interact $(PROG_BIN) bin/
 	@for b in $(BENCH_BIN); do cp $$b bin/; done
 
 $(GEN)/proto/%.pb-c.c $(GEN)/proto/%.pb-c.h: proto/%.proto
@@ -68,7 +72,7 @@ $(OUT)/bin/raftfs-shard: $(OUT)/server/shard_main.o $(OUT)/libraftfs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(OUT)/bin/raftfs: $(OUT)/tools/raftfs_main.o $(OUT)/libraftfs.a
+$(OUT)/bin/raftfs: $(OUT)/tools/raftfs_main.o $(TOOLS_OBJ) $(OUT)/libraftfs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -116,9 +120,9 @@ test: deps
 	$(MAKE) format-check
 	$(MAKE) MODE=asan test-unit test-interact test-sim
 
-test-unit: $(UNIT_BIN)
+test-unit: $(UNIT_BIN) $(PROG_BIN)
 	@fail=0; for t in $(UNIT_BIN); do \
-	  echo "== $$t"; $$t || fail=1; done; \
+	  echo "== $$t"; RAFTFS_BIN_DIR=$(OUT)/bin $$t || fail=1; done; \
 	if [ $$fail != 0 ]; then echo "unit tests FAILED"; exit 1; fi
 
 test-interact: $(OUT)/bin/raftfs-interact

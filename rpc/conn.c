@@ -326,7 +326,7 @@ static void conn_read(struct rpc_conn *c)
             conn_fail(c, RFS_LOG_INFO, "peer closed mid-frame (%zu bytes of a frame received)",
                       have);
         } else {
-            conn_fail(c, RFS_LOG_INFO, "peer closed");
+            conn_fail(c, RFS_LOG_DEBUG, "peer closed");
         }
         return;
     }

@@ -1,0 +1,110 @@
+/* kv/client.h: the thread-safe client library for one shard group.
+ *
+ * Any number of threads may call into one client at once; their requests travel
+ * pipelined over one connection per server. The client finds the leader, follows
+ * NOTLEADER hints, and after a timeout or a lost connection retries elsewhere with the
+ * same session sequence number, so a write is applied once even if it is sent twice
+ * (each write borrows a session from a pool; a session has one write in flight).
+ *
+ * Every call returns 0 or an RFS_E* code, and on failure writes a one-line reason into
+ * errmsg (RFS_ERRMSG_SIZE bytes, may be NULL). */
+#ifndef KV_CLIENT_H
+#define KV_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/buf.h"
+#include "../common/err.h"
+
+#define KV_CLIENT_MAX_SERVERS 16
+
+struct kv_client_options {
+    unsigned n_servers;
+    const char *servers[KV_CLIENT_MAX_SERVERS]; /* host:port, copied */
+    uint64_t group_id;                          /* 0: any */
+    unsigned timeout_ms;                        /* whole operation, default 10000 */
+    unsigned attempt_ms;                        /* one try at one server, default 1000 */
+};
+
+struct kv_client;
+
+/* Parse "A0,A1,A2" into o->servers (pointers into list, which is modified). */
+int kv_client_parse_servers(char *list, struct kv_client_options *o, char *errmsg);
+
+int kv_client_new(struct kv_client **out, const struct kv_client_options *o, char *errmsg);
+void kv_client_free(struct kv_client *c);
+
+/* A value read from the store; free with kv_client_value_clear(). */
+struct kv_client_value {
+    bool found;
+    uint64_t version;
+    struct rfs_buf value;
+};
+void kv_client_value_clear(struct kv_client_value *v);
+
+/* Linearizable read (ReadIndex on the leader). Missing key: 0 with v->found false. */
+int kv_client_get(struct kv_client *c, const void *key, size_t klen, struct kv_client_value *v,
+                  char *errmsg);
+int kv_client_put(struct kv_client *c, const void *key, size_t klen, const void *val, size_t vlen,
+                  uint64_t *version, char *errmsg);
+int kv_client_append(struct kv_client *c, const void *key, size_t klen, const void *val,
+                     size_t vlen, uint64_t *version, char *errmsg);
+/* *found tells whether the key existed. */
+int kv_client_delete(struct kv_client *c, const void *key, size_t klen, bool *found, char *errmsg);
+/* Put val if the current value equals expect (expect == NULL: if the key is absent).
+ * A mismatch returns RFS_ECONFLICT and, if current is not NULL, the current value. */
+int kv_client_cas(struct kv_client *c, const void *key, size_t klen, const void *expect,
+                  size_t elen, const void *val, size_t vlen, struct kv_client_value *current,
+                  char *errmsg);
+
+struct kv_pair {
+    struct rfs_buf key;
+    struct rfs_buf value;
+    uint64_t version;
+};
+struct kv_scan_result {
+    struct kv_pair *pairs;
+    size_t n;
+    bool more; /* stopped at the limit */
+};
+void kv_scan_result_clear(struct kv_scan_result *r);
+/* Keys in [start, end) (end NULL: no bound), at most limit (0: server default). */
+int kv_client_scan(struct kv_client *c, const void *start, size_t slen, const void *end,
+                   size_t elen, unsigned limit, struct kv_scan_result *out, char *errmsg);
+
+/* A one-group transaction: applied only if every read key still has the version seen
+ * (0: absent). A conflict returns RFS_ECONFLICT and names the key in errmsg. */
+struct kv_txn_read {
+    const void *key;
+    size_t klen;
+    uint64_t version;
+};
+struct kv_txn_write {
+    const void *key;
+    size_t klen;
+    const void *value;
+    size_t vlen;
+    bool del;
+};
+int kv_client_txn(struct kv_client *c, const struct kv_txn_read *reads, unsigned n_reads,
+                  const struct kv_txn_write *writes, unsigned n_writes, char *errmsg);
+
+/* What one server says about itself (no leader needed). */
+struct kv_server_status {
+    bool reachable;
+    char error[128];
+    uint64_t id;
+    uint64_t group_id;
+    int role; /* enum raft_role */
+    uint64_t term;
+    uint64_t leader;
+    uint64_t commit;
+    uint64_t applied;
+    uint64_t last_index;
+    uint64_t snapshot_index;
+};
+int kv_client_status(struct kv_client *c, unsigned server, struct kv_server_status *st);
+
+#endif

@@ -1,0 +1,818 @@
+/* One Raft server: the event loop drives the Raft core, the log store and a state machine.
+ *
+ * Happy path for a write: a KvRequest frame arrives; the leader stamps it with its clock
+ * (log time, for deterministic session expiry) and proposes its bytes; when the loop is
+ * about to sleep, everything that arrived in this iteration becomes one ready batch:
+ * persisted with one fdatasync (group commit), then sent to peers, then the committed
+ * entries are applied in one state-machine write batch and each waiting client gets its
+ * reply. A read takes a ReadIndex, waits for a quorum of heartbeat acks and for the state
+ * machine to reach the read index, then runs against the state machine.
+ *
+ * Failure modes: a follower (or a deposed leader) answers RFS_ENOTLEADER with a hint; the
+ * client retries there with the same session sequence number, so a write that did commit
+ * is not applied twice. A frame that does not decode closes that one connection. A failed
+ * log write stops the server: nothing of that batch is sent or acknowledged. */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/alloc.h"
+#include "../common/log.h"
+#include "../proto/proto.h"
+#include "../raft/log_store.h"
+
+struct pending_write {
+    raft_index index;
+    raft_term term;
+    uint64_t conn_id;
+    uint64_t req_id;
+};
+
+struct pending_read {
+    uint64_t ctx;
+    raft_index index; /* 0 until the read point is confirmed */
+    bool confirmed;
+    uint64_t conn_id;
+    uint64_t req_id;
+    void *cmd;
+    size_t len;
+};
+
+struct client_conn {
+    uint64_t id;
+    struct rpc_conn *conn;
+};
+
+struct rfs_server {
+    struct rfs_server_config cfg;
+    char data_dir[512];
+    struct rpc_loop *loop;
+    struct raft *r;
+    struct raft_store *store;
+    struct rpc_listener *listener;
+    struct rpc_peer *peers[SERVER_MAX_PEERS + 1];
+    struct rpc_timer *tick;
+    struct client_conn *conns;
+    unsigned n_conns;
+    unsigned cap_conns;
+    uint64_t next_conn_id;
+    struct pending_write *writes;
+    size_t n_writes;
+    size_t cap_writes;
+    struct pending_read *reads;
+    size_t n_reads;
+    size_t cap_reads;
+    uint64_t read_ctx;
+    raft_index last_snapshot;
+    enum raft_role last_role;
+    int failed;
+    char errmsg[RFS_ERRMSG_SIZE];
+};
+
+void rfs_server_config_default(struct rfs_server_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->tick_ms = 50;
+    cfg->election_ticks = 10;
+    cfg->heartbeat_ticks = 2;
+    cfg->snapshot_every = 10000;
+    cfg->keep_entries = 1000;
+    cfg->role_name = "server";
+}
+
+static void server_fail(struct rfs_server *s, int rv, const char *what, const char *errmsg)
+{
+    if (s->failed) {
+        return;
+    }
+    s->failed = rv;
+    snprintf(s->errmsg, sizeof s->errmsg, "%s: %s", what, errmsg);
+    rfs_errorf("stopping: %s", s->errmsg);
+    rpc_loop_stop(s->loop);
+}
+
+int rfs_server_failed(const struct rfs_server *s, char *errmsg)
+{
+    if (s->failed && errmsg != NULL) {
+        snprintf(errmsg, RFS_ERRMSG_SIZE, "%s", s->errmsg);
+    }
+    return s->failed;
+}
+
+/* ---- client connections ---- */
+
+static struct rpc_conn *conn_lookup(struct rfs_server *s, uint64_t id)
+{
+    for (unsigned i = 0; i < s->n_conns; i++) {
+        if (s->conns[i].id == id) {
+            return s->conns[i].conn;
+        }
+    }
+    return NULL;
+}
+
+/* A connection's id is stored in its data pointer (ids never reuse 0). */
+static uint64_t conn_id_of(struct rfs_server *s, struct rpc_conn *c)
+{
+    (void)s;
+    return (uint64_t)(uintptr_t)rpc_conn_get_data(c);
+}
+
+static void on_open(struct rpc_conn *c, void *data)
+{
+    struct rfs_server *s = data;
+    if (s->n_conns == s->cap_conns) {
+        unsigned cap = s->cap_conns ? s->cap_conns * 2 : 16;
+        struct client_conn *cc = rfs_realloc(s->conns, cap * sizeof *cc);
+        if (cc == NULL) {
+            rpc_conn_close(c, "out of memory");
+            return;
+        }
+        s->conns = cc;
+        s->cap_conns = cap;
+    }
+    s->conns[s->n_conns].id = ++s->next_conn_id;
+    s->conns[s->n_conns].conn = c;
+    rpc_conn_set_data(c, (void *)(uintptr_t)s->next_conn_id);
+    s->n_conns++;
+}
+
+static void on_close(struct rpc_conn *c, void *data)
+{
+    struct rfs_server *s = data;
+    uint64_t id = conn_id_of(s, c);
+    for (unsigned i = 0; i < s->n_conns; i++) {
+        if (s->conns[i].id == id) {
+            s->conns[i] = s->conns[--s->n_conns];
+            break;
+        }
+    }
+}
+
+static void reply_bytes(struct rfs_server *s, uint64_t conn_id, uint64_t req_id, const void *buf,
+                        size_t len)
+{
+    struct rpc_conn *c = conn_lookup(s, conn_id);
+    if (c != NULL) {
+        (void)rpc_conn_send(c, RAFTFS__FRAME_TYPE__FRAME_KV_REPLY, req_id, buf, len);
+    }
+}
+
+static void reply_status(struct rfs_server *s, uint64_t conn_id, uint64_t req_id, int status,
+                         const char *error)
+{
+    Raftfs__KvReply rep = RAFTFS__KV_REPLY__INIT;
+    uint8_t buf[512];
+    size_t len;
+    rep.status = (uint32_t)status;
+    rep.leader_hint = s->r ? raft_leader_get(s->r) : 0;
+    rep.error = (char *)(error ? error : rfs_strerror(status));
+    if (raftfs__kv_reply__get_packed_size(&rep) > sizeof buf) {
+        rep.error = (char *)rfs_strerror(status);
+    }
+    len = raftfs__kv_reply__pack(&rep, buf);
+    reply_bytes(s, conn_id, req_id, buf, len);
+}
+
+/* ---- requests ---- */
+
+/* Append field 12 (time_ms, varint) to a packed KvRequest: protobuf keeps the last value
+ * of a repeated scalar field, so this stamps the leader's clock without re-encoding. */
+static void *stamp_time(const void *payload, size_t len, uint64_t time_ms, size_t *out_len)
+{
+    uint8_t *buf = rfs_malloc(len + 11);
+    size_t n = len;
+    if (buf == NULL) {
+        return NULL;
+    }
+    memcpy(buf, payload, len);
+    buf[n++] = (12 << 3) | 0;
+    do {
+        uint8_t b = time_ms & 0x7f;
+        time_ms >>= 7;
+        buf[n++] = b | (time_ms ? 0x80 : 0);
+    } while (time_ms);
+    *out_len = n;
+    return buf;
+}
+
+static int writes_push(struct rfs_server *s, raft_index index, uint64_t conn_id, uint64_t req_id)
+{
+    if (s->n_writes == s->cap_writes) {
+        size_t cap = s->cap_writes ? s->cap_writes * 2 : 64;
+        struct pending_write *w = rfs_realloc(s->writes, cap * sizeof *w);
+        if (w == NULL) {
+            return RFS_ENOMEM;
+        }
+        s->writes = w;
+        s->cap_writes = cap;
+    }
+    s->writes[s->n_writes].index = index;
+    s->writes[s->n_writes].term = raft_term_get(s->r);
+    s->writes[s->n_writes].conn_id = conn_id;
+    s->writes[s->n_writes].req_id = req_id;
+    s->n_writes++;
+    return 0;
+}
+
+static void handle_write(struct rfs_server *s, uint64_t conn_id, uint64_t req_id,
+                         const void *payload, size_t len)
+{
+    size_t stamped_len;
+    void *stamped = stamp_time(payload, len, rpc_now_ms(), &stamped_len);
+    raft_index index;
+    int rv;
+    if (stamped == NULL) {
+        reply_status(s, conn_id, req_id, RFS_ENOMEM, NULL);
+        return;
+    }
+    rv = raft_propose(s->r, stamped, stamped_len, &index);
+    rfs_free(stamped);
+    if (rv != 0) {
+        reply_status(s, conn_id, req_id, rv, NULL);
+        return;
+    }
+    if (writes_push(s, index, conn_id, req_id) != 0) {
+        reply_status(s, conn_id, req_id, RFS_ENOMEM, NULL);
+    }
+}
+
+static void handle_read(struct rfs_server *s, uint64_t conn_id, uint64_t req_id,
+                        const void *payload, size_t len)
+{
+    struct pending_read *pr;
+    int rv;
+    if (s->n_reads == s->cap_reads) {
+        size_t cap = s->cap_reads ? s->cap_reads * 2 : 64;
+        struct pending_read *r = rfs_realloc(s->reads, cap * sizeof *r);
+        if (r == NULL) {
+            reply_status(s, conn_id, req_id, RFS_ENOMEM, NULL);
+            return;
+        }
+        s->reads = r;
+        s->cap_reads = cap;
+    }
+    pr = &s->reads[s->n_reads];
+    memset(pr, 0, sizeof *pr);
+    pr->cmd = rfs_malloc(len ? len : 1);
+    if (pr->cmd == NULL) {
+        reply_status(s, conn_id, req_id, RFS_ENOMEM, NULL);
+        return;
+    }
+    memcpy(pr->cmd, payload, len);
+    pr->len = len;
+    pr->ctx = ++s->read_ctx;
+    pr->conn_id = conn_id;
+    pr->req_id = req_id;
+    rv = raft_read_index(s->r, pr->ctx);
+    if (rv != 0) {
+        rfs_free(pr->cmd);
+        reply_status(s, conn_id, req_id, rv, NULL);
+        return;
+    }
+    s->n_reads++;
+}
+
+static void handle_kv_request(struct rfs_server *s, struct rpc_conn *c, uint64_t req_id,
+                              const void *payload, size_t len)
+{
+    uint64_t conn_id = conn_id_of(s, c);
+    Raftfs__KvRequest *req = raftfs__kv_request__unpack(&proto_allocator, len, payload);
+    bool is_read;
+    if (req == NULL) {
+        reply_status(s, conn_id, req_id, RFS_EPROTO, "request does not decode");
+        return;
+    }
+    is_read = req->op == RAFTFS__KV_OP__KV_GET || req->op == RAFTFS__KV_OP__KV_SCAN;
+    if (req->group_id != 0 && req->group_id != s->cfg.group_id) {
+        raftfs__kv_request__free_unpacked(req, &proto_allocator);
+        reply_status(s, conn_id, req_id, RFS_EWRONGGROUP, NULL);
+        return;
+    }
+    raftfs__kv_request__free_unpacked(req, &proto_allocator);
+    if (raft_role_get(s->r) != RAFT_LEADER) {
+        reply_status(s, conn_id, req_id, RFS_ENOTLEADER, NULL);
+        return;
+    }
+    if (is_read) {
+        handle_read(s, conn_id, req_id, payload, len);
+    } else {
+        handle_write(s, conn_id, req_id, payload, len);
+    }
+}
+
+static void handle_status(struct rfs_server *s, struct rpc_conn *c, uint64_t req_id)
+{
+    Raftfs__StatusReply rep = RAFTFS__STATUS_REPLY__INIT;
+    uint8_t buf[256];
+    const struct raft_snapshot *snap = raft_snapshot_get(s->r);
+    size_t len;
+    rep.id = s->cfg.id;
+    rep.group_id = s->cfg.group_id;
+    rep.role = raft_role_get(s->r);
+    rep.term = raft_term_get(s->r);
+    rep.leader = raft_leader_get(s->r);
+    rep.commit = raft_commit_get(s->r);
+    rep.applied = raft_applied_get(s->r);
+    rep.last_index = raft_last_index(s->r);
+    rep.snapshot_index = snap ? snap->meta.index : 0;
+    len = raftfs__status_reply__pack(&rep, buf);
+    (void)rpc_conn_send(c, RAFTFS__FRAME_TYPE__FRAME_STATUS_REPLY, req_id, buf, len);
+}
+
+static void handle_raft(struct rfs_server *s, struct rpc_conn *c, const void *payload, size_t len)
+{
+    struct proto_raft_msg pm;
+    char errmsg[RFS_ERRMSG_SIZE];
+    if (proto_raft_unpack(payload, len, &pm, errmsg) != 0) {
+        rpc_conn_close(c, errmsg);
+        return;
+    }
+    if (pm.group_id != s->cfg.group_id) {
+        snprintf(errmsg, sizeof errmsg, "raft message for group %llu, this is group %llu",
+                 (unsigned long long)pm.group_id, (unsigned long long)s->cfg.group_id);
+        proto_raft_msg_free(&pm);
+        rpc_conn_close(c, errmsg);
+        return;
+    }
+    if (pm.m.to == s->cfg.id && pm.m.from >= 1 && pm.m.from <= s->cfg.n_peers) {
+        raft_step(s->r, &pm.m);
+    }
+    proto_raft_msg_free(&pm);
+}
+
+static bool known_type(uint32_t type, void *data)
+{
+    (void)data;
+    return type == RAFTFS__FRAME_TYPE__FRAME_RAFT || type == RAFTFS__FRAME_TYPE__FRAME_KV_REQUEST ||
+           type == RAFTFS__FRAME_TYPE__FRAME_STATUS_REQUEST;
+}
+
+static void on_frame(struct rpc_conn *c, uint32_t type, uint64_t req_id, const void *payload,
+                     size_t len, void *data)
+{
+    struct rfs_server *s = data;
+    if (s->failed) {
+        return;
+    }
+    switch (type) {
+        case RAFTFS__FRAME_TYPE__FRAME_RAFT:
+            handle_raft(s, c, payload, len);
+            break;
+        case RAFTFS__FRAME_TYPE__FRAME_KV_REQUEST:
+            handle_kv_request(s, c, req_id, payload, len);
+            break;
+        case RAFTFS__FRAME_TYPE__FRAME_STATUS_REQUEST:
+            handle_status(s, c, req_id);
+            break;
+        default:
+            rpc_conn_close(c, "unexpected frame type");
+            break;
+    }
+}
+
+/* ---- the ready cycle ---- */
+
+static void send_messages(struct rfs_server *s, const struct raft_ready *rd)
+{
+    for (unsigned i = 0; i < rd->n_msgs; i++) {
+        const struct raft_message *m = &rd->msgs[i];
+        struct rfs_buf buf;
+        if (m->to == 0 || m->to > s->cfg.n_peers || s->peers[m->to] == NULL) {
+            continue;
+        }
+        if (proto_raft_pack(s->cfg.group_id, m, &buf) != 0) {
+            continue; /* out of memory: Raft retransmits */
+        }
+        (void)rpc_peer_send(s->peers[m->to], RAFTFS__FRAME_TYPE__FRAME_RAFT, 0, buf.base, buf.len);
+        rfs_free(buf.base);
+    }
+}
+
+static void fail_pending(struct rfs_server *s, int status)
+{
+    for (size_t i = 0; i < s->n_writes; i++) {
+        reply_status(s, s->writes[i].conn_id, s->writes[i].req_id, status, NULL);
+    }
+    s->n_writes = 0;
+    for (size_t i = 0; i < s->n_reads; i++) {
+        reply_status(s, s->reads[i].conn_id, s->reads[i].req_id, status, NULL);
+        rfs_free(s->reads[i].cmd);
+    }
+    s->n_reads = 0;
+}
+
+static int apply_committed(struct rfs_server *s, const struct raft_ready *rd)
+{
+    struct rfs_buf *replies;
+    char errmsg[RFS_ERRMSG_SIZE] = "";
+    size_t w = 0;
+    int rv;
+    if (rd->n_committed == 0) {
+        return 0;
+    }
+    replies = rfs_calloc(rd->n_committed, sizeof *replies);
+    if (replies == NULL) {
+        server_fail(s, RFS_ENOMEM, "apply", "out of memory");
+        return RFS_ENOMEM;
+    }
+    rv = s->cfg.sm_ops->apply(s->cfg.sm, rd->committed, rd->n_committed, replies, errmsg);
+    if (rv != 0) {
+        server_fail(s, rv, "state machine apply", errmsg);
+        goto out;
+    }
+    /* Answer the clients waiting on these indexes (pending writes are in index order). */
+    for (unsigned i = 0; i < rd->n_committed; i++) {
+        const struct raft_entry *e = &rd->committed[i];
+        while (w < s->n_writes && s->writes[w].index < e->index) {
+            w++;
+        }
+        while (w < s->n_writes && s->writes[w].index == e->index) {
+            if (s->writes[w].term == e->term) {
+                reply_bytes(s, s->writes[w].conn_id, s->writes[w].req_id, replies[i].base,
+                            replies[i].len);
+            } else {
+                /* Another leader's entry took this index: the client retries. */
+                reply_status(s, s->writes[w].conn_id, s->writes[w].req_id, RFS_ENOTLEADER, NULL);
+            }
+            s->writes[w].index = 0; /* answered */
+            w++;
+        }
+    }
+    {
+        size_t kept = 0;
+        raft_index applied = rd->committed[rd->n_committed - 1].index;
+        for (size_t i = 0; i < s->n_writes; i++) {
+            if (s->writes[i].index > applied) {
+                s->writes[kept++] = s->writes[i];
+            }
+        }
+        s->n_writes = kept;
+    }
+out:
+    for (unsigned i = 0; i < rd->n_committed; i++) {
+        rfs_free(replies[i].base);
+    }
+    rfs_free(replies);
+    return rv;
+}
+
+static void serve_reads(struct rfs_server *s)
+{
+    raft_index applied = raft_applied_get(s->r);
+    size_t kept = 0;
+    for (size_t i = 0; i < s->n_reads; i++) {
+        struct pending_read *pr = &s->reads[i];
+        if (pr->confirmed && pr->index <= applied) {
+            struct rfs_buf reply = {NULL, 0};
+            char errmsg[RFS_ERRMSG_SIZE] = "";
+            int rv = s->cfg.sm_ops->query(s->cfg.sm, pr->cmd, pr->len, &reply, errmsg);
+            if (rv == 0) {
+                reply_bytes(s, pr->conn_id, pr->req_id, reply.base, reply.len);
+            } else {
+                reply_status(s, pr->conn_id, pr->req_id, rv, errmsg);
+            }
+            rfs_free(reply.base);
+            rfs_free(pr->cmd);
+        } else {
+            s->reads[kept++] = *pr;
+        }
+    }
+    s->n_reads = kept;
+}
+
+static void confirm_reads(struct rfs_server *s, const struct raft_ready *rd)
+{
+    for (unsigned i = 0; i < rd->n_reads; i++) {
+        for (size_t j = 0; j < s->n_reads; j++) {
+            if (s->reads[j].ctx == rd->reads[i].ctx) {
+                s->reads[j].confirmed = true;
+                s->reads[j].index = rd->reads[i].index;
+                break;
+            }
+        }
+    }
+}
+
+static void maybe_snapshot(struct rfs_server *s)
+{
+    raft_index applied = raft_applied_get(s->r);
+    struct rfs_buf data = {NULL, 0};
+    raft_index index;
+    char errmsg[RFS_ERRMSG_SIZE] = "";
+    int rv;
+    if (applied < s->last_snapshot + s->cfg.snapshot_every) {
+        return;
+    }
+    rv = s->cfg.sm_ops->snapshot(s->cfg.sm, &data, &index, errmsg);
+    if (rv != 0) {
+        server_fail(s, rv, "state machine snapshot", errmsg);
+        return;
+    }
+    if (index != applied) {
+        rfs_free(data.base);
+        server_fail(s, RFS_EIO, "snapshot", "state machine and Raft disagree on applied index");
+        return;
+    }
+    rv = raft_snapshot_take(s->r, index, data.base, data.len, s->cfg.keep_entries);
+    rfs_free(data.base);
+    if (rv != 0) {
+        return;
+    }
+    rv = raft_store_snapshot_save(s->store, raft_snapshot_get(s->r), errmsg);
+    if (rv != 0) {
+        server_fail(s, rv, "saving snapshot", errmsg);
+        return;
+    }
+    s->last_snapshot = index;
+    rfs_infof("snapshot at %llu (%zu bytes)", (unsigned long long)index, data.len);
+}
+
+static void before_sleep(void *data)
+{
+    struct rfs_server *s = data;
+    char errmsg[RFS_ERRMSG_SIZE] = "";
+    for (int round = 0; round < 16 && !s->failed && raft_has_ready(s->r); round++) {
+        struct raft_ready rd;
+        int rv;
+        raft_ready(s->r, &rd);
+        rv = raft_store_persist_ready(s->store, &rd, errmsg);
+        if (rv != 0) {
+            server_fail(s, rv, "log write", errmsg);
+            return; /* the batch is neither sent nor applied */
+        }
+        send_messages(s, &rd);
+        if (rd.snapshot != NULL) {
+            rv = s->cfg.sm_ops->restore(s->cfg.sm, rd.snapshot->meta.index, rd.snapshot->data.base,
+                                        rd.snapshot->data.len, errmsg);
+            if (rv != 0) {
+                server_fail(s, rv, "installing snapshot", errmsg);
+                return;
+            }
+            s->last_snapshot = rd.snapshot->meta.index;
+        }
+        if (apply_committed(s, &rd) != 0) {
+            return;
+        }
+        confirm_reads(s, &rd);
+        raft_advance(s->r, &rd);
+    }
+    if (s->failed) {
+        return;
+    }
+    if (raft_error(s->r) != 0) {
+        server_fail(s, raft_error(s->r), "raft", "out of memory");
+        return;
+    }
+    if (raft_role_get(s->r) != RAFT_LEADER && s->last_role == RAFT_LEADER) {
+        rfs_infof("lost leadership: failing %zu writes and %zu reads", s->n_writes, s->n_reads);
+        fail_pending(s, RFS_ENOTLEADER);
+    }
+    s->last_role = raft_role_get(s->r);
+    serve_reads(s);
+    maybe_snapshot(s);
+}
+
+static void on_tick(struct rpc_timer *t, void *data)
+{
+    struct rfs_server *s = data;
+    (void)t;
+    if (!s->failed) {
+        raft_tick(s->r);
+    }
+}
+
+static void raft_log_cb(void *data, int level, const char *msg)
+{
+    (void)data;
+    RFS_LOG((enum rfs_log_level)level, "raft: %s", msg);
+}
+
+/* ---- startup ---- */
+
+/* The data directory remembers whose it is, so a server never joins the wrong group with
+ * another group's log. */
+static int identity_check(struct rfs_server *s, char *errmsg)
+{
+    char path[600];
+    char want[128];
+    char have[128];
+    FILE *f;
+    snprintf(path, sizeof path, "%s/IDENTITY", s->data_dir);
+    snprintf(want, sizeof want, "raftfs %s group %llu server %llu\n", s->cfg.role_name,
+             (unsigned long long)s->cfg.group_id, (unsigned long long)s->cfg.id);
+    f = fopen(path, "r");
+    if (f != NULL) {
+        size_t n = fread(have, 1, sizeof have - 1, f);
+        fclose(f);
+        have[n] = '\0';
+        if (strcmp(have, want) != 0) {
+            have[strcspn(have, "\n")] = '\0';
+            rfs_errmsg_printf(errmsg,
+                              "data directory %s belongs to another server (%s); use another "
+                              "--data directory or the matching --id/--gid",
+                              s->data_dir, have);
+            return RFS_EINVAL;
+        }
+        return 0;
+    }
+    if (errno != ENOENT) {
+        rfs_errmsg_printf(errmsg, "cannot read %s: %s", path, strerror(errno));
+        return RFS_EIO;
+    }
+    {
+        char tmp[620];
+        int fd;
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || write(fd, want, strlen(want)) != (ssize_t)strlen(want) || fsync(fd) != 0 ||
+            close(fd) != 0 || rename(tmp, path) != 0) {
+            rfs_errmsg_printf(errmsg, "cannot write %s: %s", path, strerror(errno));
+            return RFS_EIO;
+        }
+    }
+    return 0;
+}
+
+static int make_dir(const char *path, char *errmsg)
+{
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        rfs_errmsg_printf(errmsg, "cannot create data directory %s: %s", path, strerror(errno));
+        return RFS_EIO;
+    }
+    return 0;
+}
+
+static int open_raft(struct rfs_server *s, char *errmsg)
+{
+    struct raft_store_state st;
+    struct raft_restore rs;
+    struct raft_conf boot;
+    struct raft_config rc;
+    char dir[600];
+    raft_index applied;
+    int rv;
+
+    snprintf(dir, sizeof dir, "%s/raft", s->data_dir);
+    rv = raft_store_open(&s->store, dir, NULL, 0, errmsg);
+    if (rv != 0) {
+        if (rv == RFS_EBUSY) {
+            rfs_errmsg_wrapf(errmsg, "data directory %s is in use by another process", s->data_dir);
+        }
+        return rv;
+    }
+    rv = raft_store_load(s->store, &st, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    applied = s->cfg.sm_ops->applied(s->cfg.sm);
+    if (st.has_snapshot && applied < st.snapshot.meta.index) {
+        rfs_infof("restoring the state machine from the snapshot at %llu",
+                  (unsigned long long)st.snapshot.meta.index);
+        rv = s->cfg.sm_ops->restore(s->cfg.sm, st.snapshot.meta.index, st.snapshot.data.base,
+                                    st.snapshot.data.len, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+        applied = st.snapshot.meta.index;
+        raft_store_load(s->store, &st, errmsg);
+    }
+    if (applied > st.hard_state.commit &&
+        applied > (st.has_snapshot ? st.snapshot.meta.index : 0)) {
+        rfs_errmsg_printf(errmsg,
+                          "the state machine is at index %llu but the Raft log only commits %llu: "
+                          "the log in %s/raft is missing or older than the data",
+                          (unsigned long long)applied, (unsigned long long)st.hard_state.commit,
+                          s->data_dir);
+        return RFS_ECORRUPT;
+    }
+    memset(&boot, 0, sizeof boot);
+    for (unsigned i = 0; i < s->cfg.n_peers; i++) {
+        boot.voters[boot.n_voters++] = i + 1;
+    }
+    memset(&rs, 0, sizeof rs);
+    rs.hard_state = st.hard_state;
+    rs.snapshot = st.has_snapshot ? &st.snapshot : NULL;
+    rs.entries = st.entries;
+    rs.n_entries = st.n_entries;
+    rs.bootstrap = &boot;
+    rs.applied = applied;
+    s->last_snapshot = st.has_snapshot ? st.snapshot.meta.index : 0;
+
+    raft_config_default(&rc, s->cfg.id);
+    rc.election_ticks = s->cfg.election_ticks;
+    rc.heartbeat_ticks = s->cfg.heartbeat_ticks;
+    rc.seed = rpc_now_ms() ^ ((uint64_t)getpid() << 32) ^ s->cfg.id;
+    rc.logger.log = raft_log_cb;
+    rc.logger.data = s;
+    rv = raft_new(&s->r, &rc, &rs, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    rfs_infof("recovered: term %llu, log %llu..%llu, commit %llu, applied %llu",
+              (unsigned long long)raft_term_get(s->r), (unsigned long long)raft_first_index(s->r),
+              (unsigned long long)raft_last_index(s->r), (unsigned long long)raft_commit_get(s->r),
+              (unsigned long long)raft_applied_get(s->r));
+    return 0;
+}
+
+int rfs_server_new(struct rfs_server **out, struct rpc_loop *loop,
+                   const struct rfs_server_config *cfg, char *errmsg)
+{
+    struct rfs_server *s;
+    struct rpc_handler h;
+    int rv;
+    if (cfg->id < 1 || cfg->id > cfg->n_peers || cfg->n_peers > SERVER_MAX_PEERS ||
+        cfg->data_dir == NULL || cfg->sm_ops == NULL) {
+        rfs_errmsg_printf(errmsg, "server id %llu must be between 1 and the number of peers (%u)",
+                          (unsigned long long)cfg->id, cfg->n_peers);
+        return RFS_EINVAL;
+    }
+    s = rfs_calloc(1, sizeof *s);
+    if (s == NULL) {
+        rfs_errmsg_printf(errmsg, "out of memory");
+        return RFS_ENOMEM;
+    }
+    s->cfg = *cfg;
+    s->loop = loop;
+    snprintf(s->data_dir, sizeof s->data_dir, "%s", cfg->data_dir);
+    s->cfg.data_dir = s->data_dir;
+    rv = make_dir(s->data_dir, errmsg);
+    if (rv == 0) {
+        rv = identity_check(s, errmsg);
+    }
+    if (rv == 0) {
+        rv = open_raft(s, errmsg);
+    }
+    if (rv != 0) {
+        goto err;
+    }
+    memset(&h, 0, sizeof h);
+    h.data = s;
+    h.known_type = known_type;
+    h.on_frame = on_frame;
+    h.on_open = on_open;
+    h.on_close = on_close;
+    rv = rpc_listen(loop, cfg->peers[cfg->id - 1], &h, &s->listener, errmsg);
+    if (rv != 0) {
+        goto err;
+    }
+    for (unsigned i = 0; i < cfg->n_peers; i++) {
+        struct rpc_handler ph;
+        if (i + 1 == cfg->id) {
+            continue;
+        }
+        memset(&ph, 0, sizeof ph);
+        ph.data = s;
+        ph.known_type = known_type;
+        ph.on_frame = on_frame;
+        rv = rpc_peer_new(loop, cfg->peers[i], &ph, &s->peers[i + 1], errmsg);
+        if (rv != 0) {
+            goto err;
+        }
+    }
+    rv = rpc_timer_start(loop, cfg->tick_ms, cfg->tick_ms, on_tick, s, &s->tick);
+    if (rv != 0) {
+        rfs_errmsg_printf(errmsg, "cannot start the tick timer");
+        goto err;
+    }
+    rpc_loop_set_before_sleep(loop, before_sleep, s);
+    *out = s;
+    return 0;
+err:
+    rfs_server_free(s);
+    return rv;
+}
+
+void rfs_server_free(struct rfs_server *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->tick != NULL) {
+        rpc_timer_stop(s->tick);
+    }
+    if (s->loop != NULL) {
+        rpc_loop_set_before_sleep(s->loop, NULL, NULL);
+    }
+    for (unsigned i = 0; i <= SERVER_MAX_PEERS; i++) {
+        rpc_peer_free(s->peers[i]);
+    }
+    if (s->listener != NULL) {
+        rpc_listener_close(s->listener);
+    }
+    for (size_t i = 0; i < s->n_reads; i++) {
+        rfs_free(s->reads[i].cmd);
+    }
+    rfs_free(s->reads);
+    rfs_free(s->writes);
+    rfs_free(s->conns);
+    raft_free(s->r);
+    raft_store_close(s->store);
+    rfs_free(s);
+}

@@ -1,0 +1,48 @@
+/* server: one Raft server process's plumbing: the Raft core, its log store, a state
+ * machine (server/sm.h) and the rpc/ event loop, wired together. kv/ and meta/ binaries
+ * are thin mains around it. */
+#ifndef SERVER_H
+#define SERVER_H
+
+#include <stdint.h>
+
+#include "../raft/raft.h"
+#include "../rpc/rpc.h"
+#include "sm.h"
+
+#define SERVER_MAX_PEERS 16
+
+struct rfs_server_config {
+    uint64_t group_id;
+    raft_id id; /* 1-based position in peers */
+    unsigned n_peers;
+    const char *peers[SERVER_MAX_PEERS]; /* "host:port"; server i+1 listens on peers[i] */
+    const char *data_dir;                /* raft log under data_dir/raft */
+    unsigned tick_ms;                    /* default 50 */
+    unsigned election_ticks;             /* default 10 */
+    unsigned heartbeat_ticks;            /* default 2 */
+    uint64_t snapshot_every;             /* entries between snapshots, default 10000 */
+    uint64_t keep_entries;               /* entries kept behind a snapshot, default 1000 */
+    const struct rfs_sm_ops *sm_ops;
+    void *sm;
+    const char *role_name; /* "shard" or "meta", for logs and errors */
+};
+
+void rfs_server_config_default(struct rfs_server_config *cfg);
+
+struct rfs_server;
+
+/* Open the data directory (refusing one that belongs to another group or server),
+ * recover the log and the state machine, and listen on peers[id-1].
+ * Returns 0, RFS_EBUSY (address in use or data dir locked), RFS_EINVAL (bad config or a
+ * data directory of another group), RFS_ECORRUPT, RFS_EIO, RFS_ENOMEM; errmsg says what
+ * to do about it. */
+int rfs_server_new(struct rfs_server **out, struct rpc_loop *loop,
+                   const struct rfs_server_config *cfg, char *errmsg);
+void rfs_server_free(struct rfs_server *s);
+
+/* Non-zero once the server hit an error it cannot continue after (a failed log write);
+ * the loop has been stopped and errmsg holds the reason. */
+int rfs_server_failed(const struct rfs_server *s, char *errmsg);
+
+#endif

@@ -1,0 +1,8 @@
+/* tools: subcommands of the raftfs command-line tool. Each returns the exit status. */
+#ifndef TOOLS_H
+#define TOOLS_H
+
+/* raftfs bench: argv[0] is "bench". */
+int tools_bench(int argc, char **argv);
+
+#endif
