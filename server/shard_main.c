@@ -41,6 +41,8 @@ static void usage(FILE *f)
             "  --election-ticks N  election timeout in ticks, randomized up to 2N (default 10)\n"
             "  --heartbeat-ticks N heartbeat interval in ticks (default 2)\n"
             "  --snapshot-every N  take a snapshot every N applied entries (default 10000)\n"
+            "  --snapshot-keep N   log entries kept behind a snapshot for slow followers\n"
+            "                      (default 1000)\n"
             "  --log-level L       error|warn|info|debug|trace (default info)\n"
             "  --help              this text\n"
             "\n"
@@ -94,6 +96,7 @@ int main(int argc, char **argv)
         {"election-ticks", required_argument, NULL, 'e'},
         {"heartbeat-ticks", required_argument, NULL, 'H'},
         {"snapshot-every", required_argument, NULL, 's'},
+        {"snapshot-keep", required_argument, NULL, 'k'},
         {"log-level", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -162,6 +165,12 @@ int main(int argc, char **argv)
                     return 2;
                 }
                 cfg.snapshot_every = v;
+                break;
+            case 'k':
+                if (parse_uint("--snapshot-keep", optarg, ~0ull, &v) != 0) {
+                    return 2;
+                }
+                cfg.keep_entries = v;
                 break;
             case 'l': {
                 enum rfs_log_level level;

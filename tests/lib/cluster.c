@@ -310,3 +310,23 @@ void cluster_dump_logs(const struct cluster *c)
         }
     }
 }
+
+int cluster_sanitizer_errors(const struct cluster *c)
+{
+    int found = 0;
+    for (unsigned i = 0; i < c->n; i++) {
+        char logp[300];
+        char cmd[400];
+        cluster_log_path(c, i, logp, sizeof logp);
+        snprintf(
+            cmd, sizeof cmd,
+            "grep -q -e 'ERROR: AddressSanitizer' -e 'ERROR: LeakSanitizer' -e 'runtime error' "
+            "'%s' 2>/dev/null",
+            logp);
+        if (system(cmd) == 0) {
+            fprintf(stderr, "sanitizer report in %s\n", logp);
+            found++;
+        }
+    }
+    return found;
+}

@@ -61,6 +61,10 @@ int cluster_all_links(struct cluster *c, const char *fmt);
 
 /* Path of server i's log file. */
 void cluster_log_path(const struct cluster *c, unsigned i, char *out, size_t cap);
+/* How many servers' logs contain an AddressSanitizer, LeakSanitizer or UBSan report
+ * (printed to stderr). Call before cluster_destroy so a test fails on them. */
+int cluster_sanitizer_errors(const struct cluster *c);
+
 /* Print the last lines of every server's log to stderr (for a failing test). */
 void cluster_dump_logs(const struct cluster *c);
 
