@@ -70,6 +70,7 @@ struct rfs_server {
     uint64_t read_ctx;
     raft_index last_snapshot;
     enum raft_role last_role;
+    raft_term last_term;
     int failed;
     char errmsg[RFS_ERRMSG_SIZE];
 };
@@ -569,11 +570,15 @@ static void before_sleep(void *data)
         server_fail(s, raft_error(s->r), "raft", "out of memory");
         return;
     }
-    if (raft_role_get(s->r) != RAFT_LEADER && s->last_role == RAFT_LEADER) {
+    if (s->last_role == RAFT_LEADER &&
+        (raft_role_get(s->r) != RAFT_LEADER || raft_term_get(s->r) != s->last_term)) {
+        /* The core dropped its pending reads; writes may still commit, and a retry with
+         * the same session sequence number is answered from the session if they did. */
         rfs_infof("lost leadership: failing %zu writes and %zu reads", s->n_writes, s->n_reads);
         fail_pending(s, RFS_ENOTLEADER);
     }
     s->last_role = raft_role_get(s->r);
+    s->last_term = raft_term_get(s->r);
     serve_reads(s);
     maybe_snapshot(s);
 }
