@@ -45,7 +45,7 @@ BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(OUT)/bench/%)
 
 .PHONY: all bins deps test test-unit test-sim test-interact test-long bench clean format \
-        format-check
+        format-check fuzz
 
 all: bins
 
@@ -100,9 +100,39 @@ $(OUT)/bench/%: $(OUT)/bench/%.o $(SIM_OBJ) $(OUT)/libraftfs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# libFuzzer targets (tests/fuzz/fuzz_*.c), built with clang into build/fuzz/ from the library
+# sources compiled again with coverage instrumentation, ASan and UBSan.
+FUZZ_CC     := clang
+FUZZ_OUT    := build/fuzz
+FUZZ_CFLAGS := $(filter-out -Werror,$(CFLAGS_BASE)) -O1 -fno-omit-frame-pointer \
+               -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES  := $(FUZZ_SRC:tests/fuzz/%.c=%)
+FUZZ_BIN    := $(FUZZ_NAMES:%=$(FUZZ_OUT)/%)
+FUZZ_OBJ    := $(LIB_SRC:%.c=$(FUZZ_OUT)/obj/%.o) $(PROTO_GEN:$(GEN)/%.c=$(FUZZ_OUT)/obj/gen/%.o)
+FUZZ_SECONDS ?= 60
+
+fuzz: $(FUZZ_BIN)
+
+$(FUZZ_OUT)/obj/gen/%.o: $(GEN)/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -Wno-missing-prototypes -MMD -MP -c $< -o $@
+
+$(FUZZ_OUT)/obj/%.o: %.c | $(PROTO_GEN)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_OUT)/libraftfs.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_OUT)/%: tests/fuzz/%.c $(FUZZ_OUT)/libraftfs.a | $(PROTO_GEN)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Werror -fsanitize=fuzzer -MMD -MP -MF $@.d -o $@ $< \
+	  $(FUZZ_OUT)/libraftfs.a $(LDLIBS)
+
 # Debian packages the build and the tests need; installed only when missing.
 DEB_PKGS := build-essential pkg-config clang-format libfuse3-dev fuse3 libprotobuf-c-dev \
-            protobuf-c-compiler libleveldb-dev libcmocka-dev
+            protobuf-c-compiler libleveldb-dev libcmocka-dev clang libclang-rt-14-dev
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || \
@@ -136,6 +166,12 @@ test-long: deps
 	$(MAKE) MODE=release $(OUT)/bin/raftfs-sim
 	build/release/bin/raftfs-sim --nodes 3 --seeds $(LONG_SEEDS) --first-seed 1 --steps 5000
 	build/release/bin/raftfs-sim --nodes 5 --seeds $(LONG_SEEDS) --first-seed 1000001 --steps 5000
+	$(MAKE) fuzz
+	@for f in $(FUZZ_NAMES); do echo "== fuzz $$f ($(FUZZ_SECONDS) s)"; \
+	  mkdir -p $(FUZZ_OUT)/corpus/$$f && \
+	  $(FUZZ_OUT)/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_OUT)/$$f- $(FUZZ_OUT)/corpus/$$f tests/fuzz/corpus/$$f || exit 1; \
+	done
 
 bench: 
 	$(MAKE) MODE=release bins

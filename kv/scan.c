@@ -64,7 +64,9 @@ static int scan_take(struct scan *s, const struct kv_cursor *c)
         s->items = items;
         s->cap_items = n;
     }
-    if (s->cap - s->used < klen + vlen) {
+    /* Also for a first pair of 0 bytes (empty key and value): memcpy and the reply's
+     * pointers need a real buffer. */
+    if (s->buf == NULL || s->cap - s->used < klen + vlen) {
         size_t n = s->cap == 0 ? 4096 : s->cap;
         while (n - s->used < klen + vlen) {
             n *= 2;

@@ -25,9 +25,11 @@ struct proto_raft_msg {
     struct raft_entry *entries;
 };
 
-/* Decode and validate (message type known, configuration within RAFT_MAX_NODES, at most
- * PROTO_MAX_ENTRIES entries). Returns 0, RFS_EPROTO (errmsg says what is wrong) or
- * RFS_ENOMEM. On success release with proto_raft_msg_free(). */
+/* Decode and validate: message type known; configuration within RAFT_MAX_NODES, with
+ * distinct non-zero ids; a snapshot chunk's index and term above 0 and at least one voter;
+ * at most PROTO_MAX_ENTRIES entries, numbered on from `index`, of a known type and a term
+ * above 0. Returns 0, RFS_EPROTO (errmsg says what is wrong) or RFS_ENOMEM. On success
+ * release with proto_raft_msg_free(). */
 int proto_raft_unpack(const void *buf, size_t len, struct proto_raft_msg *out, char *errmsg);
 void proto_raft_msg_free(struct proto_raft_msg *pm);
 

@@ -113,6 +113,19 @@ static int conf_from_pb(const Raftfs__Conf *pc, struct raft_conf *c, char *errms
     for (size_t i = 0; i < pc->n_learners; i++) {
         c->learners[c->n_learners++] = pc->learners[i];
     }
+    /* Every member once, none with id 0 ("none"). */
+    for (size_t i = 0; i < pc->n_voters + pc->n_learners; i++) {
+        raft_id id = i < pc->n_voters ? pc->voters[i] : pc->learners[i - pc->n_voters];
+        bool dup = false;
+        for (size_t j = 0; j < i && !dup; j++) {
+            dup = id == (j < pc->n_voters ? pc->voters[j] : pc->learners[j - pc->n_voters]);
+        }
+        if (id == 0 || dup) {
+            rfs_errmsg_printf(errmsg, "configuration with member %llu %s", (unsigned long long)id,
+                              id == 0 ? "(no such id)" : "twice");
+            return RFS_EPROTO;
+        }
+    }
     return 0;
 }
 
@@ -163,6 +176,16 @@ int proto_raft_unpack(const void *buf, size_t len, struct proto_raft_msg *out, c
             goto err;
         }
     }
+    if (m->type == RAFT_MSG_SNAPSHOT &&
+        (m->snap.index == 0 || m->snap.term == 0 || m->snap.conf.n_voters == 0)) {
+        /* A snapshot ends at a real entry (term 0 would read as "no entry", matching a
+         * position past the end of the log) and has a voter. */
+        rfs_errmsg_printf(errmsg, "snapshot at index %llu, term %llu, with %u voters",
+                          (unsigned long long)m->snap.index, (unsigned long long)m->snap.term,
+                          m->snap.conf.n_voters);
+        rv = RFS_EPROTO;
+        goto err;
+    }
     if (pb->n_entries > 0) {
         out->entries = rfs_malloc(pb->n_entries * sizeof *out->entries);
         if (out->entries == NULL) {
@@ -171,7 +194,9 @@ int proto_raft_unpack(const void *buf, size_t len, struct proto_raft_msg *out, c
         }
         for (size_t i = 0; i < pb->n_entries; i++) {
             const Raftfs__Entry *e = pb->entries[i];
-            if (e->type > RAFT_ENTRY_CONF || e->index != pb->index + 1 + i) {
+            /* Term 0 is no entry's (terms start at 1): the core reads it as "no entry here",
+             * so such an entry would match a position past the end of the log. */
+            if (e->type > RAFT_ENTRY_CONF || e->index != pb->index + 1 + i || e->term == 0) {
                 rfs_errmsg_printf(errmsg, "entry %zu of an append is malformed", i);
                 rv = RFS_EPROTO;
                 goto err;
