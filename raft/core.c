@@ -477,10 +477,38 @@ static bool step_term(struct raft *r, const struct raft_message *m)
     return true;
 }
 
+/* Messages come from the network: never let one that no correct peer could send reach the
+ * handlers, whose invariants (term 0 means "no entry") it would break. */
+static bool message_valid(const struct raft_message *m)
+{
+    if (m->term == 0) {
+        return false;
+    }
+    for (unsigned i = 0; i < m->n_entries; i++) {
+        const struct raft_entry *e = &m->entries[i];
+        if (e->term == 0 || e->term > m->term || e->index != m->index + 1 + i ||
+            (i > 0 && e->term < m->entries[i - 1].term) || e->term < m->log_term) {
+            return false;
+        }
+    }
+    if (m->type == RAFT_MSG_SNAPSHOT &&
+        (m->snap.index == 0 || m->snap.term == 0 || m->snap.term > m->term ||
+         m->snap.conf.n_voters == 0 || m->snap.conf.n_voters > RAFT_MAX_NODES ||
+         m->snap.conf.n_learners > RAFT_MAX_NODES)) {
+        return false;
+    }
+    return true;
+}
+
 void raft_step(struct raft *r, const struct raft_message *m)
 {
     assert(!r->in_ready);
     if (r->oom || m->to != r->id || m->from == r->id || m->from == 0) {
+        return;
+    }
+    if (!message_valid(m)) {
+        raft_logf(r, RFS_LOG_WARN, "dropping malformed %s from %llu", raft_msg_type_name(m->type),
+                  (unsigned long long)m->from);
         return;
     }
     if (!step_term(r, m)) {
