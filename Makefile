@@ -177,6 +177,12 @@ bench:
 	$(MAKE) MODE=release bins
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b; done
 
+# Put throughput and latency of raftfs vs a 3-member etcd, side by side (not part of
+# make test; installs etcd when missing). Options: make bench-etcd BENCH_ETCD_ARGS='--help'
+.PHONY: bench-etcd
+bench-etcd:
+	bench/etcd_vs_raftfs.sh $(BENCH_ETCD_ARGS)
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
