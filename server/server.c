@@ -71,6 +71,7 @@ struct rfs_server {
     raft_index last_snapshot;
     enum raft_role last_role;
     raft_term last_term;
+    raft_term durable_term; /* the term the log store holds */
     int failed;
     char errmsg[RFS_ERRMSG_SIZE];
 };
@@ -81,7 +82,7 @@ void rfs_server_config_default(struct rfs_server_config *cfg)
     cfg->tick_ms = 50;
     cfg->election_ticks = 10;
     cfg->heartbeat_ticks = 2;
-    cfg->snapshot_every = 10000;
+    cfg->snapshot_every = 100000; /* etcd's default too */
     cfg->keep_entries = 1000;
     cfg->role_name = "server";
 }
@@ -379,11 +380,28 @@ static void on_frame(struct rpc_conn *c, uint32_t type, uint64_t req_id, const v
 
 /* ---- the ready cycle ---- */
 
-static void send_messages(struct rfs_server *s, const struct raft_ready *rd)
+/* A leader's appends, heartbeats and snapshot chunks depend on nothing in the batch being
+ * written (its term and vote are already durable, and it counts its own copy of new
+ * entries only once they are), so they may leave before the sync: the followers' writes
+ * then overlap the leader's (thesis §10.2.1). Everything else waits for the sync. */
+static bool sendable_before_sync(const struct rfs_server *s, const struct raft_ready *rd,
+                                 const struct raft_message *m)
+{
+    if (rd->role != RAFT_LEADER || rd->hard_state.term != s->durable_term) {
+        return false;
+    }
+    return m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+           m->type == RAFT_MSG_SNAPSHOT;
+}
+
+static void send_messages(struct rfs_server *s, const struct raft_ready *rd, bool early)
 {
     for (unsigned i = 0; i < rd->n_msgs; i++) {
         const struct raft_message *m = &rd->msgs[i];
         struct rfs_buf buf;
+        if (sendable_before_sync(s, rd, m) != early) {
+            continue;
+        }
         if (m->to == 0 || m->to > s->cfg.n_peers || s->peers[m->to] == NULL) {
             continue;
         }
@@ -542,12 +560,14 @@ static void before_sleep(void *data)
         struct raft_ready rd;
         int rv;
         raft_ready(s->r, &rd);
+        send_messages(s, &rd, true);
         rv = raft_store_persist_ready(s->store, &rd, errmsg);
         if (rv != 0) {
             server_fail(s, rv, "log write", errmsg);
-            return; /* the batch is neither sent nor applied */
+            return; /* nothing that depends on the batch is sent or applied */
         }
-        send_messages(s, &rd);
+        s->durable_term = rd.hard_state.term;
+        send_messages(s, &rd, false);
         if (rd.snapshot != NULL) {
             rv = s->cfg.sm_ops->restore(s->cfg.sm, rd.snapshot->meta.index, rd.snapshot->data.base,
                                         rd.snapshot->data.len, errmsg);
@@ -708,6 +728,7 @@ static int open_raft(struct rfs_server *s, char *errmsg)
     rs.bootstrap = &boot;
     rs.applied = applied;
     s->last_snapshot = st.has_snapshot ? st.snapshot.meta.index : 0;
+    s->durable_term = st.hard_state.term;
 
     raft_config_default(&rc, s->cfg.id);
     rc.election_ticks = s->cfg.election_ticks;

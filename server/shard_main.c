@@ -40,7 +40,7 @@ static void usage(FILE *f)
             "  --tick-ms MS        Raft tick (default 50)\n"
             "  --election-ticks N  election timeout in ticks, randomized up to 2N (default 10)\n"
             "  --heartbeat-ticks N heartbeat interval in ticks (default 2)\n"
-            "  --snapshot-every N  take a snapshot every N applied entries (default 10000)\n"
+            "  --snapshot-every N  take a snapshot every N applied entries (default 100000)\n"
             "  --snapshot-keep N   log entries kept behind a snapshot for slow followers\n"
             "                      (default 1000)\n"
             "  --log-level L       error|warn|info|debug|trace (default info)\n"
