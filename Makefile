@@ -24,7 +24,7 @@ endif
 # Programs: a main() lives only in files named *_main.c (and tests/bench files).
 MAINS     := $(wildcard */*_main.c tests/*/*_main.c)
 LIB_SRC   := $(filter-out $(MAINS),$(wildcard common/*.c raft/*.c proto/*.c rpc/*.c server/*.c \
-               kv/*.c))
+               kv/*.c meta/*.c))
 PROTO_SRC := $(wildcard proto/*.proto)
 PROTO_GEN := $(PROTO_SRC:proto/%.proto=$(GEN)/proto/%.pb-c.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(OUT)/%.o) $(PROTO_GEN:$(GEN)/%.c=$(OUT)/gen/%.o)
@@ -32,7 +32,7 @@ TEST_LIB_SRC := $(filter-out $(MAINS),$(wildcard tests/lib/*.c))
 TEST_LIB_OBJ := $(TEST_LIB_SRC:%.c=$(OUT)/%.o)
 TOOLS_SRC := $(filter-out $(MAINS),$(wildcard tools/*.c))
 TOOLS_OBJ := $(TOOLS_SRC:%.c=$(OUT)/%.o)
-PROGRAMS  := raftfs-shard raftfs raftfs-proxy
+PROGRAMS  := raftfs-shard raftfs-meta raftfs raftfs-proxy
 SIM_SRC   := $(filter-out tests/sim/sim_main.c,$(wildcard tests/sim/*.c))
 SIM_OBJ   := $(SIM_SRC:%.c=$(OUT)/%.o)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -69,6 +69,10 @@ $(OUT)/%.o: %.c | $(PROTO_GEN)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(OUT)/bin/raftfs-shard: $(OUT)/server/shard_main.o $(OUT)/libraftfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OUT)/bin/raftfs-meta: $(OUT)/meta/meta_main.o $(OUT)/libraftfs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

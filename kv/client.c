@@ -765,6 +765,27 @@ out:
     return rv;
 }
 
+int kv_client_call_value(struct kv_client *c, uint32_t op, const void *value, size_t vlen,
+                         bool write, struct rfs_buf *out, char *errmsg)
+{
+    Raftfs__KvRequest req = RAFTFS__KV_REQUEST__INIT;
+    Raftfs__KvReply *rep = NULL;
+    int rv;
+    *out = (struct rfs_buf){0};
+    req.op = (Raftfs__KvOp)op;
+    req.value.data = (uint8_t *)value;
+    req.value.len = vlen;
+    rv = run(c, &req, write, &rep, errmsg);
+    if (rep != NULL) {
+        if (copy_buf(out, &rep->value) != 0 && rv == 0) {
+            rfs_errmsg_printf(errmsg, "out of memory");
+            rv = RFS_ENOMEM;
+        }
+        raftfs__kv_reply__free_unpacked(rep, &proto_allocator);
+    }
+    return rv;
+}
+
 int kv_client_status(struct kv_client *c, unsigned server, struct kv_server_status *st)
 {
     Raftfs__StatusRequest req = RAFTFS__STATUS_REQUEST__INIT;

@@ -91,6 +91,14 @@ struct kv_txn_write {
 int kv_client_txn(struct kv_client *c, const struct kv_txn_read *reads, unsigned n_reads,
                   const struct kv_txn_write *writes, unsigned n_writes, char *errmsg);
 
+/* A generic call for state machines that carry their own messages in KvRequest.value (the
+ * meta group, docs/meta.md): sends {op, value} as a write (session, exactly-once) or a
+ * linearizable read, and on a definite answer copies the reply's value into *out
+ * (rfs_malloc'd, caller frees with rfs_free; set also when the reply has a non-zero status,
+ * which is returned with the reply's error in errmsg). */
+int kv_client_call_value(struct kv_client *c, uint32_t op, const void *value, size_t vlen,
+                         bool write, struct rfs_buf *out, char *errmsg);
+
 /* What one server says about itself (no leader needed). */
 struct kv_server_status {
     bool reachable;

@@ -16,6 +16,7 @@ static void usage(FILE *f)
                "\n"
                "commands:\n"
                "  kv      read and write keys of a shard group (raftfs kv --help)\n"
+               "  meta    join, leave, move, query the meta group (raftfs meta --help)\n"
                "  bench   measure throughput and latency of a shard group (raftfs bench --help)\n"
                "\n"
                "Exit status: 0 success, 1 a negative answer (key not found, condition failed),\n"
@@ -348,6 +349,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "kv") == 0) {
         return cmd_kv(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "meta") == 0) {
+        return tools_meta(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "bench") == 0) {
         return tools_bench(argc - 1, argv + 1);

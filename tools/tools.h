@@ -5,4 +5,7 @@
 /* raftfs bench: argv[0] is "bench". */
 int tools_bench(int argc, char **argv);
 
+/* raftfs meta: argv[0] is "meta". */
+int tools_meta(int argc, char **argv);
+
 #endif

@@ -47,14 +47,15 @@ static void peers_for(const struct cluster *c, unsigned i, char *out, size_t cap
 
 int cluster_start_server(struct cluster *c, unsigned i, char *errmsg)
 {
-    char shard[300], peers[512], data[300], id[16], logp[300];
+    char shard[400], peers[512], data[300], id[16], logp[300];
     char extra[256];
     char *argv[40];
     int argc = 0;
     if (c->pid[i] != 0) {
         return 0;
     }
-    snprintf(shard, sizeof shard, "%s/raftfs-shard", c->bin_dir);
+    snprintf(shard, sizeof shard, "%s/%s", c->bin_dir,
+             c->binary[0] != '\0' ? c->binary : "raftfs-shard");
     peers_for(c, i, peers, sizeof peers);
     snprintf(data, sizeof data, "%s/s%u", c->dir, i);
     snprintf(id, sizeof id, "%u", i);
@@ -117,9 +118,16 @@ static int start_proxy(struct cluster *c, char *errmsg)
 
 int cluster_start(struct cluster *c, unsigned n, bool proxied, const char *extra, char *errmsg)
 {
+    return cluster_start_binary(c, "raftfs-shard", n, proxied, extra, errmsg);
+}
+
+int cluster_start_binary(struct cluster *c, const char *binary, unsigned n, bool proxied,
+                         const char *extra, char *errmsg)
+{
     size_t len = 0;
     int rv;
     memset(c, 0, sizeof *c);
+    snprintf(c->binary, sizeof c->binary, "%s", binary);
     c->n = n;
     c->proxied = proxied;
     bin_dir(c->bin_dir, sizeof c->bin_dir);

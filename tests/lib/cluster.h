@@ -25,7 +25,8 @@ struct cluster {
     int client_port[CLUSTER_MAX];            /* port clients use to reach server i */
     pid_t pid[CLUSTER_MAX];                  /* 0 when not running */
     char group[512];                         /* client address list "127.0.0.1:p,..." */
-    char extra[256];                         /* extra raftfs-shard flags, space separated */
+    char extra[256];                         /* extra server flags, space separated */
+    char binary[64];                         /* server program in bin_dir: raftfs-shard */
     struct proxy_ctl proxy;
 };
 
@@ -36,6 +37,9 @@ bool cluster_bins_present(char *why, size_t cap);
 /* Start n servers (fast timers: 10 ms ticks). extra: more raftfs-shard flags, or NULL.
  * Returns 0 or an RFS_E* code with errmsg. */
 int cluster_start(struct cluster *c, unsigned n, bool proxied, const char *extra, char *errmsg);
+/* cluster_start for another server program with raftfs-shard's flags (raftfs-meta). */
+int cluster_start_binary(struct cluster *c, const char *binary, unsigned n, bool proxied,
+                         const char *extra, char *errmsg);
 /* (Re)start server i with its existing data directory. */
 int cluster_start_server(struct cluster *c, unsigned i, char *errmsg);
 /* Send sig to server i (SIGKILL: it is reaped and marked stopped; SIGSTOP/SIGCONT: it
