@@ -152,6 +152,7 @@ LONG_SEEDS ?= 100000
 
 test: deps
 	$(MAKE) format-check
+	$(MAKE) MODE=release bins   # the optimised build must compile too (-O2 warns more)
 	$(MAKE) MODE=asan test-unit test-interact test-sim
 
 test-unit: $(UNIT_BIN) $(PROG_BIN)

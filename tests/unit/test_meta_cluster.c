@@ -35,7 +35,7 @@ static bool meta_bin_present(char *why, size_t cap)
     }
     snprintf(path, sizeof path, "%s/raftfs-meta", env != NULL ? env : "build/asan/bin");
     if (access(path, X_OK) != 0) {
-        snprintf(why, cap, "%s not built (run make, or set RAFTFS_BIN_DIR)", path);
+        snprintf(why, cap, "%.200s not built (run make, or set RAFTFS_BIN_DIR)", path);
         return false;
     }
     return true;
