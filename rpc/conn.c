@@ -308,11 +308,12 @@ static void conn_read(struct rpc_conn *c)
     ssize_t n;
 
     if (c->hdr_ok) {
-        /* The header was checked against max_frame: make room for the whole frame. */
-        size_t frame = 4 + (size_t)rfs_get_le32(c->in + c->in_pos);
-        if (frame - have > want) {
-            want = frame - have;
-        }
+        /* The header was checked against max_frame. Grow towards the whole frame by
+         * doubling with what actually arrives, not by what the header claims: a peer
+         * that announces 64 MiB and sends 10 bytes costs 64 KiB, not 64 MiB. */
+        size_t rest = 4 + (size_t)rfs_get_le32(c->in + c->in_pos) - have;
+        size_t step = have > want ? have : want;
+        want = rest < step ? rest : step;
     }
     if (conn_in_reserve(c, want) != 0) {
         c->discard_output = true;
