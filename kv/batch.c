@@ -10,7 +10,7 @@
 #include "../common/crc32.h"
 #include "internal.h"
 
-int kv_batch_init(struct kv_batch *b, struct kv_db *db, int writable)
+int kv_batch_init(struct kv_batch *b, struct rfs_ldb *db, int writable)
 {
     *b = (struct kv_batch){.db = db};
     if (writable) {
@@ -178,7 +178,7 @@ int kv_batch_get(struct kv_batch *b, const void *key, size_t klen, int *found, s
     }
     val = leveldb_get(b->db->db, b->db->ropts, key, klen, &len, &err);
     if (err != NULL) {
-        return kv_db_error(err, errmsg, "leveldb get");
+        return rfs_ldb_error(err, errmsg, "leveldb get");
     }
     *found = val != NULL;
     out->data = val;

@@ -18,7 +18,6 @@
 struct waiter {
     uint64_t req_id;
     unsigned server;
-    uint32_t frame;
     bool done;
     int status; /* transport status: 0 = reply arrived */
     void *reply;
@@ -327,7 +326,6 @@ static int attempt(struct kv_client *c, unsigned server, uint32_t frame, const v
         return RFS_ENOMEM;
     }
     w.server = server;
-    w.frame = frame;
     pthread_mutex_lock(&c->mu);
     if (c->n_waiting == c->cap_waiting) {
         size_t cap = c->cap_waiting ? c->cap_waiting * 2 : 16;

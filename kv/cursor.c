@@ -56,7 +56,7 @@ static void cursor_settle(struct kv_cursor *c)
     }
 }
 
-int kv_cursor_open(struct kv_cursor *c, struct kv_db *d, const leveldb_readoptions_t *ropts,
+int kv_cursor_open(struct kv_cursor *c, struct rfs_ldb *d, const leveldb_readoptions_t *ropts,
                    const char *lo, size_t lolen, const char *hi, size_t hilen,
                    struct kv_pending **sorted, size_t nsorted)
 {
@@ -109,7 +109,7 @@ int kv_cursor_close(struct kv_cursor *c, char *errmsg)
     if (c->it != NULL) {
         leveldb_iter_get_error(c->it, &err);
         if (err != NULL) {
-            rv = kv_db_error(err, errmsg, "leveldb iterator");
+            rv = rfs_ldb_error(err, errmsg, "leveldb iterator");
         }
         leveldb_iter_destroy(c->it);
     }

@@ -7,6 +7,8 @@
 
 #include <leveldb/c.h>
 
+#include "../server/ldb.h"
+
 #include "../common/buf.h"
 #include "../common/err.h"
 #include "kv.h"
@@ -34,29 +36,6 @@
 #define KV_META_SWEEP     "msweep"
 #define KV_DATA_HDR       3 /* 'd' | bucket u16 BE */
 #define KV_VERSION_LEN    8 /* data value: version u64 LE | user value */
-
-/* --- db.c: a LevelDB handle with the options every kv database uses --- */
-
-struct kv_db {
-    leveldb_t *db;
-    leveldb_options_t *opts;
-    leveldb_cache_t *cache;
-    leveldb_filterpolicy_t *filter;
-    leveldb_readoptions_t *ropts;
-    leveldb_writeoptions_t *wopts;      /* sync = false: the Raft log is the durable record */
-    leveldb_writeoptions_t *wopts_sync; /* for building a restored database */
-};
-
-/* Open path (create_if_missing, 8 MiB LRU cache, 10-bit bloom filter). Returns 0,
- * RFS_ENOMEM or RFS_EIO. kv_db_close is safe on a zeroed or half-opened struct. */
-int kv_db_open(struct kv_db *d, const char *path, char *errmsg);
-void kv_db_close(struct kv_db *d);
-
-/* Turn a LevelDB errptr into RFS_EIO: copies "what: reason" into errmsg, frees err. */
-int kv_db_error(char *err, char *errmsg, const char *what);
-
-/* Read a u64 LE meta value (0 when absent). Returns 0, RFS_EIO or RFS_ECORRUPT. */
-int kv_db_get_u64(struct kv_db *d, const char *key, uint64_t *out, char *errmsg);
 
 /* --- bucket.c: LevelDB keys for user keys --- */
 
@@ -86,7 +65,7 @@ struct kv_pending {
  * same apply call reads what an earlier one wrote. A batch with wb == NULL is a read-only
  * view of the database (used by queries). */
 struct kv_batch {
-    struct kv_db *db;
+    struct rfs_ldb *db;
     leveldb_writebatch_t *wb;
     struct kv_pending **slots;
     size_t nslots; /* a power of two, or 0 */
@@ -100,7 +79,7 @@ struct kv_value {
     char *ldb; /* LevelDB-owned copy (leveldb_free), or NULL */
 };
 
-int kv_batch_init(struct kv_batch *b, struct kv_db *db, int writable);
+int kv_batch_init(struct kv_batch *b, struct rfs_ldb *db, int writable);
 void kv_batch_close(struct kv_batch *b);
 
 /* Look key up: the batch first, then LevelDB. *found = 0 when absent. Returns 0 or RFS_EIO. */
@@ -139,7 +118,7 @@ struct kv_cursor {
 
 /* Position on the first live key in [lo, hi) (hi NULL: unbounded). ropts may carry a
  * LevelDB snapshot. Returns 0 or RFS_ENOMEM; check kv_cursor_close for I/O errors. */
-int kv_cursor_open(struct kv_cursor *c, struct kv_db *d, const leveldb_readoptions_t *ropts,
+int kv_cursor_open(struct kv_cursor *c, struct rfs_ldb *d, const leveldb_readoptions_t *ropts,
                    const char *lo, size_t lolen, const char *hi, size_t hilen,
                    struct kv_pending **sorted, size_t nsorted);
 void kv_cursor_next(struct kv_cursor *c);
@@ -252,7 +231,7 @@ int kv_dir_sync(const char *path, char *errmsg);
 struct kv_sm {
     char *dir;
     uint32_t nbuckets;
-    struct kv_db db; /* db.db is NULL after a failed restore: every call then fails */
+    struct rfs_ldb db; /* db.db is NULL after a failed restore: every call then fails */
     raft_index applied;
     uint64_t sweep_ms; /* log time of the last session sweep */
 };

@@ -21,9 +21,9 @@
 
 int kv_sm_load_meta(struct kv_sm *sm, char *errmsg)
 {
-    int rv = kv_db_get_u64(&sm->db, KV_META_APPLIED, &sm->applied, errmsg);
+    int rv = rfs_ldb_get_u64(&sm->db, KV_META_APPLIED, &sm->applied, NULL, errmsg);
     if (rv == 0) {
-        rv = kv_db_get_u64(&sm->db, KV_META_SWEEP, &sm->sweep_ms, errmsg);
+        rv = rfs_ldb_get_u64(&sm->db, KV_META_SWEEP, &sm->sweep_ms, NULL, errmsg);
     }
     return rv;
 }
@@ -60,7 +60,7 @@ int kv_sm_open(struct kv_sm **out, const char *dir, uint32_t nbuckets, char *err
         goto err;
     }
     snprintf(path, sizeof path, "%s/%s", dir, KV_DB_NAME);
-    rv = kv_db_open(&sm->db, path, errmsg);
+    rv = rfs_ldb_open(&sm->db, path, errmsg);
     if (rv != 0) {
         goto err;
     }
@@ -82,7 +82,7 @@ void kv_sm_close(struct kv_sm *sm)
     if (sm == NULL) {
         return;
     }
-    kv_db_close(&sm->db);
+    rfs_ldb_close(&sm->db);
     rfs_free(sm->dir);
     rfs_free(sm);
 }
@@ -256,7 +256,7 @@ static int sm_apply(void *data, const struct raft_entry *entries, unsigned n,
     }
     leveldb_write(sm->db.db, sm->db.wopts, b.wb, &err);
     if (err != NULL) {
-        rv = kv_db_error(err, errmsg, "kv apply: leveldb write");
+        rv = rfs_ldb_error(err, errmsg, "kv apply: leveldb write");
         goto err;
     }
     kv_batch_close(&b);

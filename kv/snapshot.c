@@ -188,7 +188,7 @@ int kv_snapshot_verify(raft_index index, const void *data, size_t len, uint64_t 
 static int snap_build(const char *path, raft_index index, const uint8_t *p, uint64_t count,
                       char *errmsg)
 {
-    struct kv_db d = {0};
+    struct rfs_ldb d = {0};
     leveldb_writebatch_t *wb = NULL;
     unsigned char num[8];
     size_t off = SNAP_HDR, pending = 0;
@@ -197,7 +197,7 @@ static int snap_build(const char *path, raft_index index, const uint8_t *p, uint
 
     rv = kv_path_remove(path, errmsg); /* a leftover of an earlier failed restore */
     if (rv == 0) {
-        rv = kv_db_open(&d, path, errmsg);
+        rv = rfs_ldb_open(&d, path, errmsg);
     }
     if (rv != 0) {
         return rv;
@@ -217,7 +217,7 @@ static int snap_build(const char *path, raft_index index, const uint8_t *p, uint
         if (pending >= SNAP_CHUNK_SIZE) {
             leveldb_write(d.db, d.wopts, wb, &err);
             if (err != NULL) {
-                rv = kv_db_error(err, errmsg, "write restored records");
+                rv = rfs_ldb_error(err, errmsg, "write restored records");
                 goto out;
             }
             leveldb_writebatch_clear(wb);
@@ -231,14 +231,14 @@ static int snap_build(const char *path, raft_index index, const uint8_t *p, uint
      * tables LevelDB synced when it wrote them). */
     leveldb_write(d.db, d.wopts_sync, wb, &err);
     if (err != NULL) {
-        rv = kv_db_error(err, errmsg, "write restored records");
+        rv = rfs_ldb_error(err, errmsg, "write restored records");
         goto out;
     }
 out:
     if (wb != NULL) {
         leveldb_writebatch_destroy(wb);
     }
-    kv_db_close(&d);
+    rfs_ldb_close(&d);
     if (rv == 0) {
         rv = kv_dir_sync(path, errmsg);
     }
@@ -271,7 +271,7 @@ int kv_snapshot_restore(struct kv_sm *sm, raft_index index, const void *data, si
     /* From here the old database is closed. Once kv_swap_commit has written the done
      * marker the new state is the committed one: after a failure part-way we finish the
      * swap the way open would, and reopen whatever that leaves. */
-    kv_db_close(&sm->db);
+    rfs_ldb_close(&sm->db);
     rv = kv_swap_commit(sm->dir, errmsg);
     if (rv != 0) {
         char tmp[RFS_ERRMSG_SIZE];
@@ -284,12 +284,12 @@ int kv_snapshot_restore(struct kv_sm *sm, raft_index index, const void *data, si
     snprintf(path, sizeof path, "%s/%s", sm->dir, KV_DB_NAME);
     {
         char tmp[RFS_ERRMSG_SIZE];
-        int rv2 = kv_db_open(&sm->db, path, tmp);
+        int rv2 = rfs_ldb_open(&sm->db, path, tmp);
         if (rv2 == 0) {
             rv2 = kv_sm_load_meta(sm, tmp);
         }
         if (rv2 != 0) {
-            kv_db_close(&sm->db);
+            rfs_ldb_close(&sm->db);
             if (rv == 0) {
                 rfs_errmsg_printf(errmsg, "kv restore: reopen: %s", tmp);
                 rv = rv2;

@@ -7,6 +7,8 @@
 
 #include <leveldb/c.h>
 
+#include "../server/ldb.h"
+
 #include "../common/buf.h"
 #include "../common/err.h"
 #include "meta.h"
@@ -35,11 +37,7 @@ struct meta_session {
 struct meta_sm {
     char *dir;
     uint32_t nbuckets;
-    leveldb_t *db; /* NULL after a failed reload: every call then fails */
-    leveldb_options_t *opts;
-    leveldb_readoptions_t *ropts;
-    leveldb_writeoptions_t *wopts;      /* sync = false: the Raft log is the durable record */
-    leveldb_writeoptions_t *wopts_sync; /* creation and restore */
+    struct rfs_ldb ldb; /* ldb.db is NULL after a failed reload: every call then fails */
     /* A cache of what the database holds, reloaded by meta_sm_load. */
     raft_index applied;
     uint64_t next_id; /* the next id ALLOC_IDS hands out (ids start at 1) */
@@ -51,8 +49,6 @@ struct meta_sm {
 
 /* --- meta_sm.c --- */
 
-/* Turn a LevelDB errptr into RFS_EIO ("what: reason" in errmsg), freeing err. */
-int meta_db_error(char *err, char *errmsg, const char *what);
 /* (Re)load the cache from the database. Returns 0, RFS_EIO, RFS_ECORRUPT, RFS_ENOMEM. */
 int meta_sm_load(struct meta_sm *sm, char *errmsg);
 void meta_config_key(char out[9], uint64_t version);

@@ -18,13 +18,6 @@
 #include "internal.h"
 #include "proto/proto.h"
 
-int meta_db_error(char *err, char *errmsg, const char *what)
-{
-    rfs_errmsg_printf(errmsg, "%s: %s", what, err != NULL ? err : "unknown LevelDB error");
-    leveldb_free(err);
-    return RFS_EIO;
-}
-
 void meta_config_key(char out[9], uint64_t version)
 {
     out[0] = META_PREFIX_CONFIG;
@@ -65,31 +58,6 @@ int meta_config_empty(uint32_t nbuckets, Raftfs__MetaConfig **out)
     *out = raftfs__meta_config__unpack(&proto_allocator, buf.len, buf.base);
     rfs_free(buf.base);
     return *out == NULL ? RFS_ENOMEM : 0;
-}
-
-static int get_u64(struct meta_sm *sm, const char *key, uint64_t *out, int *found, char *errmsg)
-{
-    char *err = NULL;
-    size_t len = 0;
-    char *val = leveldb_get(sm->db, sm->ropts, key, strlen(key), &len, &err);
-    if (err != NULL) {
-        return meta_db_error(err, errmsg, "read meta");
-    }
-    *out = 0;
-    if (found != NULL) {
-        *found = val != NULL;
-    }
-    if (val == NULL) {
-        return 0;
-    }
-    if (len != 8) {
-        leveldb_free(val);
-        rfs_errmsg_printf(errmsg, "meta %s: %zu bytes, expected 8", key, len);
-        return RFS_ECORRUPT;
-    }
-    *out = rfs_get_le64(val);
-    leveldb_free(val);
-    return 0;
 }
 
 static void sessions_clear(struct meta_sm *sm)
@@ -147,7 +115,7 @@ static int session_set(struct meta_sm *sm, uint64_t client_id, uint64_t seq, uin
 
 static int load_sessions(struct meta_sm *sm, char *errmsg)
 {
-    leveldb_iterator_t *it = leveldb_create_iterator(sm->db, sm->ropts);
+    leveldb_iterator_t *it = leveldb_create_iterator(sm->ldb.db, sm->ldb.ropts);
     const char lo = META_PREFIX_SESSION;
     char *err = NULL;
     int rv = 0;
@@ -175,7 +143,7 @@ static int load_sessions(struct meta_sm *sm, char *errmsg)
     leveldb_iter_get_error(it, &err);
     leveldb_iter_destroy(it);
     if (rv == 0 && err != NULL) {
-        rv = meta_db_error(err, errmsg, "read sessions");
+        rv = rfs_ldb_error(err, errmsg, "read sessions");
     }
     leveldb_free(rv == 0 ? NULL : err);
     return rv;
@@ -191,15 +159,15 @@ int meta_sm_load(struct meta_sm *sm, char *errmsg)
         raftfs__meta_config__free_unpacked(sm->latest, &proto_allocator);
         sm->latest = NULL;
     }
-    rv = get_u64(sm, META_KEY_APPLIED, &sm->applied, NULL, errmsg);
+    rv = rfs_ldb_get_u64(&sm->ldb, META_KEY_APPLIED, &sm->applied, NULL, errmsg);
     if (rv == 0) {
-        rv = get_u64(sm, META_KEY_SWEEP, &sm->sweep_ms, NULL, errmsg);
+        rv = rfs_ldb_get_u64(&sm->ldb, META_KEY_SWEEP, &sm->sweep_ms, NULL, errmsg);
     }
     if (rv == 0) {
-        rv = get_u64(sm, META_KEY_NEXTID, &sm->next_id, NULL, errmsg);
+        rv = rfs_ldb_get_u64(&sm->ldb, META_KEY_NEXTID, &sm->next_id, NULL, errmsg);
     }
     if (rv == 0) {
-        rv = get_u64(sm, META_KEY_LATEST, &latest, NULL, errmsg);
+        rv = rfs_ldb_get_u64(&sm->ldb, META_KEY_LATEST, &latest, NULL, errmsg);
     }
     if (rv != 0) {
         return rv;
@@ -213,9 +181,9 @@ int meta_sm_load(struct meta_sm *sm, char *errmsg)
         char key[9], *err = NULL, *val;
         size_t len = 0;
         meta_config_key(key, latest);
-        val = leveldb_get(sm->db, sm->ropts, key, sizeof key, &len, &err);
+        val = leveldb_get(sm->ldb.db, sm->ldb.ropts, key, sizeof key, &len, &err);
         if (err != NULL) {
-            return meta_db_error(err, errmsg, "read latest configuration");
+            return rfs_ldb_error(err, errmsg, "read latest configuration");
         }
         if (val != NULL) {
             sm->latest = raftfs__meta_config__unpack(&proto_allocator, len, (uint8_t *)val);
@@ -263,25 +231,11 @@ int meta_sm_open(struct meta_sm **out, const char *dir, uint32_t nbuckets, char 
         rv = RFS_EIO;
         goto err;
     }
-    sm->opts = leveldb_options_create();
-    sm->ropts = leveldb_readoptions_create();
-    sm->wopts = leveldb_writeoptions_create();
-    sm->wopts_sync = leveldb_writeoptions_create();
-    if (sm->opts == NULL || sm->ropts == NULL || sm->wopts == NULL || sm->wopts_sync == NULL) {
-        rfs_errmsg_printf(errmsg, "leveldb options: out of memory");
-        rv = RFS_ENOMEM;
+    rv = rfs_ldb_open(&sm->ldb, path, errmsg);
+    if (rv != 0) {
         goto err;
     }
-    leveldb_options_set_create_if_missing(sm->opts, 1);
-    leveldb_writeoptions_set_sync(sm->wopts, 0);
-    leveldb_writeoptions_set_sync(sm->wopts_sync, 1);
-    sm->db = leveldb_open(sm->opts, path, &err);
-    if (err != NULL) {
-        sm->db = NULL;
-        rv = meta_db_error(err, errmsg, path);
-        goto err;
-    }
-    rv = get_u64(sm, META_KEY_BUCKETS, &stored, &found, errmsg);
+    rv = rfs_ldb_get_u64(&sm->ldb, META_KEY_BUCKETS, &stored, &found, errmsg);
     if (rv != 0) {
         goto err;
     }
@@ -296,10 +250,10 @@ int meta_sm_open(struct meta_sm **out, const char *dir, uint32_t nbuckets, char 
     if (!found) {
         unsigned char num[8];
         rfs_put_le64(num, nbuckets);
-        leveldb_put(sm->db, sm->wopts_sync, META_KEY_BUCKETS, strlen(META_KEY_BUCKETS), (char *)num,
-                    sizeof num, &err);
+        leveldb_put(sm->ldb.db, sm->ldb.wopts_sync, META_KEY_BUCKETS, strlen(META_KEY_BUCKETS),
+                    (char *)num, sizeof num, &err);
         if (err != NULL) {
-            rv = meta_db_error(err, errmsg, "record the number of buckets");
+            rv = rfs_ldb_error(err, errmsg, "record the number of buckets");
             goto err;
         }
     }
@@ -327,21 +281,7 @@ void meta_sm_close(struct meta_sm *sm)
     if (sm->latest != NULL) {
         raftfs__meta_config__free_unpacked(sm->latest, &proto_allocator);
     }
-    if (sm->db != NULL) {
-        leveldb_close(sm->db);
-    }
-    if (sm->opts != NULL) {
-        leveldb_options_destroy(sm->opts);
-    }
-    if (sm->ropts != NULL) {
-        leveldb_readoptions_destroy(sm->ropts);
-    }
-    if (sm->wopts != NULL) {
-        leveldb_writeoptions_destroy(sm->wopts);
-    }
-    if (sm->wopts_sync != NULL) {
-        leveldb_writeoptions_destroy(sm->wopts_sync);
-    }
+    rfs_ldb_close(&sm->ldb);
     rfs_free(sm->dir);
     rfs_free(sm);
 }
@@ -353,7 +293,7 @@ static raft_index sm_applied(void *data)
 
 static int sm_usable(struct meta_sm *sm, char *errmsg)
 {
-    if (sm->db == NULL || sm->latest == NULL) {
+    if (sm->ldb.db == NULL || sm->latest == NULL) {
         rfs_errmsg_printf(errmsg, "meta: database unusable after a failed write or restore");
         return RFS_EIO;
     }
@@ -560,9 +500,9 @@ static int sm_apply(void *data, const struct raft_entry *entries, unsigned n,
     leveldb_writebatch_put(wb, META_KEY_APPLIED, strlen(META_KEY_APPLIED), (char *)num, sizeof num);
     rfs_put_le64(num, sm->sweep_ms);
     leveldb_writebatch_put(wb, META_KEY_SWEEP, strlen(META_KEY_SWEEP), (char *)num, sizeof num);
-    leveldb_write(sm->db, sm->wopts, wb, &err);
+    leveldb_write(sm->ldb.db, sm->ldb.wopts, wb, &err);
     if (err != NULL) {
-        rv = meta_db_error(err, errmsg, "meta apply: leveldb write");
+        rv = rfs_ldb_error(err, errmsg, "meta apply: leveldb write");
         goto err;
     }
     leveldb_writebatch_destroy(wb);

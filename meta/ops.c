@@ -295,9 +295,9 @@ int meta_op_query(struct meta_sm *sm, const Raftfs__MetaRequest *req, struct met
         return 0;
     }
     meta_config_key(key, req->version);
-    val = leveldb_get(sm->db, sm->ropts, key, sizeof key, &len, &err);
+    val = leveldb_get(sm->ldb.db, sm->ldb.ropts, key, sizeof key, &len, &err);
     if (err != NULL) {
-        return meta_db_error(err, errmsg, "query: read configuration");
+        return rfs_ldb_error(err, errmsg, "query: read configuration");
     }
     if (val == NULL) {
         rfs_errmsg_printf(errmsg, "configuration %llu missing", (unsigned long long)req->version);

@@ -68,7 +68,7 @@ int meta_snapshot_encode(struct meta_sm *sm, struct rfs_buf *out, raft_index *in
     rfs_put_le64(hdr + 8, sm->applied);
     rfs_put_le64(hdr + 16, 0);
     rv = grow_put(&g, hdr, sizeof hdr);
-    it = leveldb_create_iterator(sm->db, sm->ropts);
+    it = leveldb_create_iterator(sm->ldb.db, sm->ldb.ropts);
     if (it == NULL) {
         rv = RFS_ENOMEM;
     }
@@ -90,7 +90,7 @@ int meta_snapshot_encode(struct meta_sm *sm, struct rfs_buf *out, raft_index *in
         leveldb_iter_destroy(it);
     }
     if (rv == 0 && err != NULL) {
-        rv = meta_db_error(err, errmsg, "meta snapshot: read");
+        rv = rfs_ldb_error(err, errmsg, "meta snapshot: read");
         err = NULL;
     }
     leveldb_free(err);
@@ -169,7 +169,7 @@ int meta_snapshot_restore(struct meta_sm *sm, raft_index index, const void *data
     char *err = NULL;
     int rv;
 
-    if (sm->db == NULL) {
+    if (sm->ldb.db == NULL) {
         rfs_errmsg_printf(errmsg, "meta restore: database closed");
         return RFS_EIO;
     }
@@ -192,7 +192,7 @@ int meta_snapshot_restore(struct meta_sm *sm, raft_index index, const void *data
         return rv;
     }
     wb = leveldb_writebatch_create();
-    it = leveldb_create_iterator(sm->db, sm->ropts);
+    it = leveldb_create_iterator(sm->ldb.db, sm->ldb.ropts);
     if (wb == NULL || it == NULL) {
         if (wb != NULL) {
             leveldb_writebatch_destroy(wb);
@@ -212,15 +212,15 @@ int meta_snapshot_restore(struct meta_sm *sm, raft_index index, const void *data
     leveldb_iter_destroy(it);
     if (err != NULL) {
         leveldb_writebatch_destroy(wb);
-        return meta_db_error(err, errmsg, "meta restore: read");
+        return rfs_ldb_error(err, errmsg, "meta restore: read");
     }
     (void)snapshot_walk(p, len, count, sm->nbuckets, wb, errmsg);
     rfs_put_le64(num, index);
     leveldb_writebatch_put(wb, META_KEY_APPLIED, strlen(META_KEY_APPLIED), (char *)num, sizeof num);
-    leveldb_write(sm->db, sm->wopts_sync, wb, &err);
+    leveldb_write(sm->ldb.db, sm->ldb.wopts_sync, wb, &err);
     leveldb_writebatch_destroy(wb);
     if (err != NULL) {
-        return meta_db_error(err, errmsg, "meta restore: write");
+        return rfs_ldb_error(err, errmsg, "meta restore: write");
     }
     rv = meta_sm_load(sm, errmsg);
     if (rv != 0) {

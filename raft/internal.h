@@ -52,12 +52,6 @@ struct raft_read_req {
     uint64_t seq; /* 0 while waiting for the leader's first commit in its term */
 };
 
-/* A message queued in the core. Entry and chunk pointers are resolved only when the ready
- * batch is built, because the log array may move or shrink before then. */
-struct raft_msg_slot {
-    struct raft_message m;
-};
-
 struct raft {
     struct raft_config cfg;
     raft_id id;

@@ -68,7 +68,6 @@ struct rfs_server {
     size_t n_reads;
     size_t cap_reads;
     uint64_t read_ctx;
-    raft_index last_snapshot;
     enum raft_role last_role;
     raft_term last_term;
     raft_term durable_term; /* the term the log store holds */
@@ -522,11 +521,12 @@ static void confirm_reads(struct rfs_server *s, const struct raft_ready *rd)
 static void maybe_snapshot(struct rfs_server *s)
 {
     raft_index applied = raft_applied_get(s->r);
+    const struct raft_snapshot *last = raft_snapshot_get(s->r);
     struct rfs_buf data = {NULL, 0};
     raft_index index;
     char errmsg[RFS_ERRMSG_SIZE] = "";
     int rv;
-    if (applied < s->last_snapshot + s->cfg.snapshot_every) {
+    if (applied < (last != NULL ? last->meta.index : 0) + s->cfg.snapshot_every) {
         return;
     }
     rv = s->cfg.sm_ops->snapshot(s->cfg.sm, &data, &index, errmsg);
@@ -549,7 +549,6 @@ static void maybe_snapshot(struct rfs_server *s)
         server_fail(s, rv, "saving snapshot", errmsg);
         return;
     }
-    s->last_snapshot = index;
     rfs_infof("snapshot at %llu (%zu bytes)", (unsigned long long)index, data.len);
 }
 
@@ -576,7 +575,6 @@ static void before_sleep(void *data)
                 server_fail(s, rv, "installing snapshot", errmsg);
                 return;
             }
-            s->last_snapshot = rd.snapshot->meta.index;
         }
         if (apply_committed(s, &rd) != 0) {
             return;
@@ -728,7 +726,6 @@ static int open_raft(struct rfs_server *s, char *errmsg)
     rs.n_entries = st.n_entries;
     rs.bootstrap = &boot;
     rs.applied = applied;
-    s->last_snapshot = st.has_snapshot ? st.snapshot.meta.index : 0;
     s->durable_term = st.hard_state.term;
 
     raft_config_default(&rc, s->cfg.id);

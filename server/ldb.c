@@ -1,34 +1,35 @@
-/* A LevelDB handle with the options every kv database uses, and the one place LevelDB's
- * errptr strings become RFS_EIO. */
+/* A LevelDB handle with the options every state machine uses, and the one place
+ * LevelDB's errptr strings become RFS_EIO. */
 #include <stdio.h>
 #include <string.h>
 
 #include "../common/bytes.h"
-#include "internal.h"
+#include "../common/err.h"
+#include "ldb.h"
 
-#define KV_CACHE_BYTES (8u << 20)
-#define KV_BLOOM_BITS  10
+#define LDB_CACHE_BYTES (8u << 20)
+#define LDB_BLOOM_BITS  10
 
-int kv_db_error(char *err, char *errmsg, const char *what)
+int rfs_ldb_error(char *err, char *errmsg, const char *what)
 {
     rfs_errmsg_printf(errmsg, "%s: %s", what, err != NULL ? err : "unknown LevelDB error");
     leveldb_free(err);
     return RFS_EIO;
 }
 
-int kv_db_open(struct kv_db *d, const char *path, char *errmsg)
+int rfs_ldb_open(struct rfs_ldb *d, const char *path, char *errmsg)
 {
     char *err = NULL;
 
     d->opts = leveldb_options_create();
-    d->cache = leveldb_cache_create_lru(KV_CACHE_BYTES);
-    d->filter = leveldb_filterpolicy_create_bloom(KV_BLOOM_BITS);
+    d->cache = leveldb_cache_create_lru(LDB_CACHE_BYTES);
+    d->filter = leveldb_filterpolicy_create_bloom(LDB_BLOOM_BITS);
     d->ropts = leveldb_readoptions_create();
     d->wopts = leveldb_writeoptions_create();
     d->wopts_sync = leveldb_writeoptions_create();
     if (d->opts == NULL || d->cache == NULL || d->filter == NULL || d->ropts == NULL ||
         d->wopts == NULL || d->wopts_sync == NULL) {
-        kv_db_close(d);
+        rfs_ldb_close(d);
         rfs_errmsg_printf(errmsg, "leveldb options: out of memory");
         return RFS_ENOMEM;
     }
@@ -43,13 +44,13 @@ int kv_db_open(struct kv_db *d, const char *path, char *errmsg)
         char what[RFS_ERRMSG_SIZE];
         snprintf(what, sizeof what, "open %s", path);
         d->db = NULL;
-        kv_db_close(d);
-        return kv_db_error(err, errmsg, what);
+        rfs_ldb_close(d);
+        return rfs_ldb_error(err, errmsg, what);
     }
     return 0;
 }
 
-void kv_db_close(struct kv_db *d)
+void rfs_ldb_close(struct rfs_ldb *d)
 {
     /* The database first: it uses the cache and the filter policy. */
     if (d->db != NULL) {
@@ -73,19 +74,22 @@ void kv_db_close(struct kv_db *d)
     if (d->wopts_sync != NULL) {
         leveldb_writeoptions_destroy(d->wopts_sync);
     }
-    *d = (struct kv_db){0};
+    *d = (struct rfs_ldb){0};
 }
 
-int kv_db_get_u64(struct kv_db *d, const char *key, uint64_t *out, char *errmsg)
+int rfs_ldb_get_u64(struct rfs_ldb *d, const char *key, uint64_t *out, int *found, char *errmsg)
 {
     char *err = NULL;
     size_t len = 0;
     char *val = leveldb_get(d->db, d->ropts, key, strlen(key), &len, &err);
 
     if (err != NULL) {
-        return kv_db_error(err, errmsg, "read meta");
+        return rfs_ldb_error(err, errmsg, "read meta");
     }
     *out = 0;
+    if (found != NULL) {
+        *found = val != NULL;
+    }
     if (val == NULL) {
         return 0;
     }
