@@ -32,8 +32,12 @@
 #define KV_PREFIX_DATA    'd'
 #define KV_PREFIX_SESSION 's'
 #define KV_PREFIX_META    'm'
+#define KV_PREFIX_BUCKET  'b'
 #define KV_META_APPLIED   "mapplied"
 #define KV_META_SWEEP     "msweep"
+#define KV_META_CONFIG    "mconfig"
+#define KV_META_PREV      "mprev"
+#define KV_META_SHARDED   "msharded"
 #define KV_DATA_HDR       3 /* 'd' | bucket u16 BE */
 #define KV_VERSION_LEN    8 /* data value: version u64 LE | user value */
 
@@ -167,6 +171,8 @@ int kv_op_scan(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_resu
 
 /* Whether op changes state (and so goes through sessions). */
 int kv_op_is_write(int op);
+/* Whether op is a migration write (shard.c; no session, no ownership check). */
+int kv_op_is_migration(int op);
 
 /* Run one decoded request against the batch (any op). */
 int kv_op_run(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_result *res,
@@ -185,6 +191,27 @@ void kv_pb_allocator_init(ProtobufCAllocator *a, int *failed);
 Raftfs__KvRequest *kv_request_decode(const void *data, size_t len, int *nomem);
 void kv_request_free(Raftfs__KvRequest *req);
 
+/* --- shard.c: bucket ownership and migration (docs/sharding.md) --- */
+
+/* Load the group id, configurations and bucket states from sm->db. */
+int kv_shard_load(struct kv_sm *sm, char *errmsg);
+void kv_shard_free(struct kv_sm *sm);
+uint64_t kv_shard_version(const struct kv_sm *sm);
+/* Whether the group serves bucket now (always, when not sharded). */
+int kv_shard_serves(const struct kv_sm *sm, uint32_t bucket);
+/* 1 if every key of req is in a served bucket; else 0 with WRONG_GROUP (or EINVAL) in res. */
+int kv_shard_check(const struct kv_sm *sm, const Raftfs__KvRequest *req, struct kv_result *res);
+/* The bucket whose sessions record req (its key; a TXN's first write, else first read). */
+uint32_t kv_request_bucket(const struct kv_sm *sm, const Raftfs__KvRequest *req);
+/* KV_CONFIG, KV_BUCKET_INSTALL, KV_BUCKET_GC, KV_BUCKET_GCED. Idempotent. */
+int kv_shard_apply(struct kv_sm *sm, struct kv_batch *b, const Raftfs__KvRequest *req,
+                   struct kv_result *res, char *errmsg);
+/* KV_BUCKET_PULL, KV_SHARD_STATE. */
+int kv_shard_query(struct kv_sm *sm, const Raftfs__KvRequest *req, struct kv_result *res,
+                   char *errmsg);
+/* Compact the ranges of buckets deleted by GC (after their batch is written). */
+void kv_shard_compact(struct kv_sm *sm);
+
 /* --- session.c: exactly-once sessions --- */
 
 struct kv_session {
@@ -194,12 +221,12 @@ struct kv_session {
 };
 
 /* Look a client's session up through the batch. Returns 0, RFS_EIO, RFS_ECORRUPT. */
-int kv_session_get(struct kv_batch *b, uint64_t client_id, int *found, struct kv_session *s,
-                   char *errmsg);
+int kv_session_get(struct kv_batch *b, uint32_t bucket, uint64_t client_id, int *found,
+                   struct kv_session *s, char *errmsg);
 void kv_session_clear(struct kv_session *s);
 const void *kv_session_reply(const struct kv_session *s, size_t *len);
-int kv_session_put(struct kv_batch *b, uint64_t client_id, uint64_t seq, uint64_t time_ms,
-                   const void *reply, size_t len);
+int kv_session_put(struct kv_batch *b, uint32_t bucket, uint64_t client_id, uint64_t seq,
+                   uint64_t time_ms, const void *reply, size_t len);
 /* Delete every session idle longer than KV_SESSION_TTL_MS at log time now_ms. */
 int kv_session_sweep(struct kv_batch *b, uint64_t now_ms, char *errmsg);
 
@@ -234,6 +261,14 @@ struct kv_sm {
     struct rfs_ldb db; /* db.db is NULL after a failed restore: every call then fails */
     raft_index applied;
     uint64_t sweep_ms; /* log time of the last session sweep */
+    /* Sharding (shard.c); all zero/NULL for an unsharded group. */
+    int sharded;
+    uint64_t gid;
+    uint8_t *states;         /* bucket -> enum Raftfs__BucketState */
+    Raftfs__MetaConfig *cfg; /* the configuration applied (NULL: version 0) */
+    Raftfs__MetaConfig *prev;
+    uint8_t *compact; /* buckets to compact after this apply's write */
+    unsigned n_compact;
 };
 
 /* (Re)load the cached applied index and sweep time from sm->db. */

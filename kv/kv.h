@@ -3,7 +3,8 @@
  * Commands are raftfs.KvRequest messages (proto/raftfs.proto), replies raftfs.KvReply.
  * LevelDB layout (docs/kv.md):
  *   'd' | bucket (u16 big-endian) | user key  ->  version (u64 LE) | value
- *   's' | client id (u64 big-endian)          ->  session: last seq, last log time, reply
+ *   's' | bucket | client id (u64 big-endian) ->  session: last seq, last log time, reply
+ *   'b' | bucket                              ->  bucket state (sharded groups, shard.c)
  *   'm' "applied"                             ->  applied index (u64 LE)
  * A bucket is one contiguous key range, so moving a bucket is a range scan and dropping it
  * a range delete. */
@@ -28,6 +29,12 @@ struct kv_sm;
 /* Open (creating if needed) the LevelDB database in dir/db. Finishes an interrupted
  * restore (docs/kv.md). Returns 0, RFS_EIO (errmsg: LevelDB's reason), RFS_ENOMEM. */
 int kv_sm_open(struct kv_sm **out, const char *dir, uint32_t nbuckets, char *errmsg);
+
+/* Make the store that of sharded group gid (gid 0: an unsharded group), recorded in the
+ * database: a directory of one kind refuses to be opened as the other, or as another group
+ * (RFS_EINVAL, errmsg says what to pass instead). A sharded group serves only the buckets
+ * its applied configuration gives it (docs/sharding.md). Call right after kv_sm_open. */
+int kv_sm_set_sharding(struct kv_sm *sm, uint64_t gid, char *errmsg);
 void kv_sm_close(struct kv_sm *sm);
 
 /* The rfs_sm_ops for a struct kv_sm (pass the kv_sm as the `sm` argument). Besides RFS_EIO,

@@ -25,6 +25,9 @@ int kv_sm_load_meta(struct kv_sm *sm, char *errmsg)
     if (rv == 0) {
         rv = rfs_ldb_get_u64(&sm->db, KV_META_SWEEP, &sm->sweep_ms, NULL, errmsg);
     }
+    if (rv == 0) {
+        rv = kv_shard_load(sm, errmsg);
+    }
     return rv;
 }
 
@@ -83,6 +86,7 @@ void kv_sm_close(struct kv_sm *sm)
         return;
     }
     rfs_ldb_close(&sm->db);
+    kv_shard_free(sm);
     rfs_free(sm->dir);
     rfs_free(sm);
 }
@@ -123,6 +127,7 @@ static int apply_one(struct kv_sm *sm, struct kv_batch *b, const struct raft_ent
     struct kv_op_ctx x = {.sm = sm, .b = b, .index = e->index};
     struct kv_session sess = {0};
     struct kv_result res;
+    uint32_t bucket;
     int rv = 0, found = 0, session, nomem;
 
     req = kv_request_decode(e->data.base, e->data.len, &nomem);
@@ -147,9 +152,30 @@ static int apply_one(struct kv_sm *sm, struct kv_batch *b, const struct raft_ent
         clock->sweep_ms = clock->now_ms;
     }
 
+    if (kv_op_is_migration(req->op)) {
+        kv_result_init(&res);
+        rv = kv_shard_apply(sm, b, req, &res, errmsg);
+        if (rv == 0) {
+            rv = kv_reply_pack(&res.r, reply);
+        }
+        kv_result_clear(&res);
+        goto out;
+    }
+    /* A key the group does not serve (any more, or yet) is refused before the session is
+     * consulted, and the refusal is not recorded: the client retries the same sequence
+     * number at the bucket's new owner, which holds the bucket's sessions. */
+    kv_result_init(&res);
+    if (!kv_shard_check(sm, req, &res)) {
+        rv = kv_reply_pack(&res.r, reply);
+        kv_result_clear(&res);
+        goto out;
+    }
+    kv_result_clear(&res);
+    bucket = kv_request_bucket(sm, req);
+
     session = kv_op_is_write(req->op) && req->client_id != 0;
     if (session) {
-        rv = kv_session_get(b, req->client_id, &found, &sess, errmsg);
+        rv = kv_session_get(b, bucket, req->client_id, &found, &sess, errmsg);
         if (rv != 0) {
             goto out;
         }
@@ -185,7 +211,8 @@ static int apply_one(struct kv_sm *sm, struct kv_batch *b, const struct raft_ent
     }
     kv_result_clear(&res);
     if (rv == 0 && session) {
-        rv = kv_session_put(b, req->client_id, req->seq, req->time_ms, reply->base, reply->len);
+        rv = kv_session_put(b, bucket, req->client_id, req->seq, req->time_ms, reply->base,
+                            reply->len);
     }
 out:
     kv_session_clear(&sess);
@@ -262,6 +289,7 @@ static int sm_apply(void *data, const struct raft_entry *entries, unsigned n,
     kv_batch_close(&b);
     sm->applied = applied;
     sm->sweep_ms = clock.sweep_ms;
+    kv_shard_compact(sm);
     return 0;
 err:
     kv_batch_close(&b);
@@ -291,14 +319,21 @@ static int sm_query(void *data, const void *cmd, size_t len, struct rfs_buf *rep
         rv = nomem ? RFS_ENOMEM : reply_error(reply, RFS_EPROTO, "malformed KvRequest");
         goto out;
     }
-    if (req->op != RAFTFS__KV_OP__KV_GET && req->op != RAFTFS__KV_OP__KV_SCAN) {
+    if (req->op != RAFTFS__KV_OP__KV_GET && req->op != RAFTFS__KV_OP__KV_SCAN &&
+        req->op != RAFTFS__KV_OP__KV_BUCKET_PULL && req->op != RAFTFS__KV_OP__KV_SHARD_STATE) {
         kv_request_free(req);
-        rv = reply_error(reply, RFS_EINVAL, "query: only GET and SCAN are read-only");
+        rv = reply_error(reply, RFS_EINVAL,
+                         "query: only GET, SCAN and migration reads are "
+                         "read-only");
         goto out;
     }
     kv_batch_init(&b, &sm->db, 0); /* read-only: cannot fail */
     kv_result_init(&res);
-    rv = kv_op_run(&x, req, &res, errmsg);
+    if (req->op == RAFTFS__KV_OP__KV_BUCKET_PULL || req->op == RAFTFS__KV_OP__KV_SHARD_STATE) {
+        rv = kv_shard_query(sm, req, &res, errmsg);
+    } else if (kv_shard_check(sm, req, &res)) {
+        rv = kv_op_run(&x, req, &res, errmsg);
+    }
     if (rv == 0) {
         rv = kv_reply_pack(&res.r, reply);
     }

@@ -294,6 +294,12 @@ int kv_op_is_write(int op)
     }
 }
 
+int kv_op_is_migration(int op)
+{
+    return op == RAFTFS__KV_OP__KV_CONFIG || op == RAFTFS__KV_OP__KV_BUCKET_INSTALL ||
+           op == RAFTFS__KV_OP__KV_BUCKET_GC || op == RAFTFS__KV_OP__KV_BUCKET_GCED;
+}
+
 int kv_op_run(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_result *res,
               char *errmsg)
 {

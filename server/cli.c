@@ -11,6 +11,7 @@
 
 #include "../common/log.h"
 #include "../rpc/rpc.h"
+#include "mover.h"
 #include "server.h"
 
 /* Set once in main, read by the signal handler. */
@@ -41,6 +42,12 @@ static void usage(const struct rfs_server_cli *cli, FILE *f)
                 "  --gid G             group id (default %llu); a data directory serves one "
                 "group\n",
                 (unsigned long long)cli->group_id);
+    }
+    if (cli->has_meta) {
+        fprintf(f, "  --meta LIST         the meta group's host:port list: serve the buckets its\n"
+                   "                      configurations give group --gid, moving them between\n"
+                   "                      groups as they change (without it: all buckets, one "
+                   "group)\n");
     }
     fprintf(f,
             "  --buckets N         number of buckets (default %lu)%s\n"
@@ -95,7 +102,7 @@ static int split_peers(const struct rfs_server_cli *cli, char *list, struct rfs_
  * (already printed), or 2 for bad usage (already reported). */
 static int parse_args(const struct rfs_server_cli *cli, int argc, char **argv,
                       struct rfs_server_config *cfg, unsigned long long *id,
-                      unsigned long long *buckets)
+                      unsigned long long *buckets, char **meta)
 {
     static const struct option longopts[] = {
         {"id", required_argument, NULL, 'i'},
@@ -103,6 +110,7 @@ static int parse_args(const struct rfs_server_cli *cli, int argc, char **argv,
         {"data", required_argument, NULL, 'd'},
         {"gid", required_argument, NULL, 'g'},
         {"buckets", required_argument, NULL, 'b'},
+        {"meta", required_argument, NULL, 'm'},
         {"tick-ms", required_argument, NULL, 't'},
         {"election-ticks", required_argument, NULL, 'e'},
         {"heartbeat-ticks", required_argument, NULL, 'H'},
@@ -141,6 +149,13 @@ static int parse_args(const struct rfs_server_cli *cli, int argc, char **argv,
                     return 2;
                 }
                 cfg->group_id = v;
+                break;
+            case 'm':
+                if (!cli->has_meta) {
+                    fprintf(stderr, "%s: see --help\n", cli->prog);
+                    return 2;
+                }
+                *meta = optarg;
                 break;
             case 'b':
                 if (parse_uint(cli, "--buckets", optarg, cli->max_buckets, buckets) != 0 ||
@@ -219,6 +234,40 @@ static int parse_args(const struct rfs_server_cli *cli, int argc, char **argv,
     return 0;
 }
 
+static int start_mover(const struct rfs_server_cli *cli, const struct rfs_server_config *cfg,
+                       unsigned self, char *meta, struct rfs_mover **out)
+{
+    struct rfs_mover_config mc;
+    char errmsg[RFS_ERRMSG_SIZE] = "";
+    char *save = NULL;
+    memset(&mc, 0, sizeof mc);
+    mc.gid = cfg->group_id;
+    mc.self = self;
+    mc.n_peers = cfg->n_peers;
+    for (unsigned i = 0; i < cfg->n_peers; i++) {
+        mc.peers[i] = cfg->peers[i];
+    }
+    for (char *tok = strtok_r(meta, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (mc.n_meta == KV_CLIENT_MAX_SERVERS) {
+            fprintf(stderr, "%s: --meta lists more than %d servers\n", cli->prog,
+                    KV_CLIENT_MAX_SERVERS);
+            return -1;
+        }
+        mc.meta[mc.n_meta++] = tok;
+    }
+    if (mc.n_meta == 0) {
+        fprintf(stderr, "%s: --meta needs host:port,host:port,...\n", cli->prog);
+        return -1;
+    }
+    if (rfs_mover_start(out, &mc, errmsg) != 0) {
+        fprintf(stderr, "%s: %s\n", cli->prog, errmsg);
+        return -1;
+    }
+    rfs_infof("sharded: group %llu follows the meta group at %s%s", (unsigned long long)mc.gid,
+              mc.meta[0], mc.n_meta > 1 ? ",..." : "");
+    return 0;
+}
+
 int rfs_server_cli_main(const struct rfs_server_cli *cli, int argc, char **argv)
 {
     struct rfs_server_config cfg;
@@ -228,13 +277,15 @@ int rfs_server_cli_main(const struct rfs_server_cli *cli, int argc, char **argv)
     struct rpc_loop *loop = NULL;
     void *sm = NULL;
     struct rfs_server *server = NULL;
+    struct rfs_mover *mover = NULL;
+    char *meta = NULL;
     struct sigaction sa;
     int rc;
 
     rfs_server_config_default(&cfg);
     cfg.group_id = cli->group_id;
     cfg.role_name = cli->role;
-    rc = parse_args(cli, argc, argv, &cfg, &id, &buckets);
+    rc = parse_args(cli, argc, argv, &cfg, &id, &buckets, &meta);
     if (rc != 0) {
         return rc == 1 ? 0 : rc;
     }
@@ -261,10 +312,18 @@ int rfs_server_cli_main(const struct rfs_server_cli *cli, int argc, char **argv)
         fprintf(stderr, "%s: opening the database: %s\n", cli->prog, errmsg);
         goto out;
     }
+    if (cli->set_sharding != NULL &&
+        cli->set_sharding(sm, meta != NULL ? cfg.group_id : 0, errmsg) != 0) {
+        fprintf(stderr, "%s: %s\n", cli->prog, errmsg);
+        goto out;
+    }
     cfg.sm_ops = cli->ops;
     cfg.sm = sm;
     if (rfs_server_new(&server, loop, &cfg, errmsg) != 0) {
         fprintf(stderr, "%s: %s\n", cli->prog, errmsg);
+        goto out;
+    }
+    if (meta != NULL && start_mover(cli, &cfg, (unsigned)id, meta, &mover) != 0) {
         goto out;
     }
     stop_loop = loop;
@@ -287,6 +346,7 @@ int rfs_server_cli_main(const struct rfs_server_cli *cli, int argc, char **argv)
     rc = 0;
 out:
     stop_loop = NULL;
+    rfs_mover_stop(mover);
     rfs_server_free(server);
     if (sm != NULL) {
         cli->close_sm(sm);

@@ -16,12 +16,15 @@ struct rfs_server_cli {
     const char *db_name;     /* the state machine's folder inside --data, for --help */
     const char *buckets_doc; /* extra --help line(s) for --buckets, or "" */
     bool has_gid;            /* accepts --gid (else the group id is fixed) */
+    bool has_meta;           /* accepts --meta: a sharded group with a bucket mover */
     uint64_t group_id;       /* default (or fixed) group id */
     unsigned long default_buckets;
     unsigned long max_buckets;
     /* Open the state machine in the data directory / close it (safe on NULL). */
     int (*open_sm)(void **sm, const char *dir, uint32_t nbuckets, char *errmsg);
     void (*close_sm)(void *sm);
+    /* With has_meta: record whether the store is sharded group gid (0: unsharded). */
+    int (*set_sharding)(void *sm, uint64_t gid, char *errmsg);
     const struct rfs_sm_ops *ops;
 };
 

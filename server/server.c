@@ -290,7 +290,8 @@ static void handle_kv_request(struct rfs_server *s, struct rpc_conn *c, uint64_t
         return;
     }
     is_read = req->op == RAFTFS__KV_OP__KV_GET || req->op == RAFTFS__KV_OP__KV_SCAN ||
-              req->op == RAFTFS__KV_OP__KV_META_READ;
+              req->op == RAFTFS__KV_OP__KV_META_READ || req->op == RAFTFS__KV_OP__KV_BUCKET_PULL ||
+              req->op == RAFTFS__KV_OP__KV_SHARD_STATE;
     if (req->group_id != 0 && req->group_id != s->cfg.group_id) {
         raftfs__kv_request__free_unpacked(req, &proto_allocator);
         reply_status(s, conn_id, req_id, RFS_EWRONGGROUP, NULL);
