@@ -47,7 +47,9 @@ static void usage(const struct rfs_server_cli *cli, FILE *f)
         fprintf(f, "  --meta LIST         the meta group's host:port list: serve the buckets its\n"
                    "                      configurations give group --gid, moving them between\n"
                    "                      groups as they change (without it: all buckets, one "
-                   "group)\n");
+                   "group)\n"
+                   "  --move-chunk BYTES  bytes of a bucket pulled per step when it moves here\n"
+                   "                      (default 1 MiB)\n");
     }
     fprintf(f,
             "  --buckets N         number of buckets (default %lu)%s\n"
@@ -102,7 +104,7 @@ static int split_peers(const struct rfs_server_cli *cli, char *list, struct rfs_
  * (already printed), or 2 for bad usage (already reported). */
 static int parse_args(const struct rfs_server_cli *cli, int argc, char **argv,
                       struct rfs_server_config *cfg, unsigned long long *id,
-                      unsigned long long *buckets, char **meta)
+                      unsigned long long *buckets, char **meta, unsigned *chunk)
 {
     static const struct option longopts[] = {
         {"id", required_argument, NULL, 'i'},
@@ -111,6 +113,7 @@ static int parse_args(const struct rfs_server_cli *cli, int argc, char **argv,
         {"gid", required_argument, NULL, 'g'},
         {"buckets", required_argument, NULL, 'b'},
         {"meta", required_argument, NULL, 'm'},
+        {"move-chunk", required_argument, NULL, 'c'},
         {"tick-ms", required_argument, NULL, 't'},
         {"election-ticks", required_argument, NULL, 'e'},
         {"heartbeat-ticks", required_argument, NULL, 'H'},
@@ -156,6 +159,14 @@ static int parse_args(const struct rfs_server_cli *cli, int argc, char **argv,
                     return 2;
                 }
                 *meta = optarg;
+                break;
+            case 'c':
+                if (!cli->has_meta || parse_uint(cli, "--move-chunk", optarg, 16u << 20, &v) != 0 ||
+                    v == 0) {
+                    fprintf(stderr, "%s: --move-chunk needs 1 to %u bytes\n", cli->prog, 16u << 20);
+                    return 2;
+                }
+                *chunk = (unsigned)v;
                 break;
             case 'b':
                 if (parse_uint(cli, "--buckets", optarg, cli->max_buckets, buckets) != 0 ||
@@ -235,7 +246,7 @@ static int parse_args(const struct rfs_server_cli *cli, int argc, char **argv,
 }
 
 static int start_mover(const struct rfs_server_cli *cli, const struct rfs_server_config *cfg,
-                       unsigned self, char *meta, struct rfs_mover **out)
+                       unsigned self, char *meta, unsigned chunk, struct rfs_mover **out)
 {
     struct rfs_mover_config mc;
     char errmsg[RFS_ERRMSG_SIZE] = "";
@@ -243,6 +254,7 @@ static int start_mover(const struct rfs_server_cli *cli, const struct rfs_server
     memset(&mc, 0, sizeof mc);
     mc.gid = cfg->group_id;
     mc.self = self;
+    mc.chunk_bytes = chunk;
     mc.n_peers = cfg->n_peers;
     for (unsigned i = 0; i < cfg->n_peers; i++) {
         mc.peers[i] = cfg->peers[i];
@@ -279,13 +291,14 @@ int rfs_server_cli_main(const struct rfs_server_cli *cli, int argc, char **argv)
     struct rfs_server *server = NULL;
     struct rfs_mover *mover = NULL;
     char *meta = NULL;
+    unsigned chunk = 0;
     struct sigaction sa;
     int rc;
 
     rfs_server_config_default(&cfg);
     cfg.group_id = cli->group_id;
     cfg.role_name = cli->role;
-    rc = parse_args(cli, argc, argv, &cfg, &id, &buckets, &meta);
+    rc = parse_args(cli, argc, argv, &cfg, &id, &buckets, &meta, &chunk);
     if (rc != 0) {
         return rc == 1 ? 0 : rc;
     }
@@ -323,7 +336,7 @@ int rfs_server_cli_main(const struct rfs_server_cli *cli, int argc, char **argv)
         fprintf(stderr, "%s: %s\n", cli->prog, errmsg);
         goto out;
     }
-    if (meta != NULL && start_mover(cli, &cfg, (unsigned)id, meta, &mover) != 0) {
+    if (meta != NULL && start_mover(cli, &cfg, (unsigned)id, meta, chunk, &mover) != 0) {
         goto out;
     }
     stop_loop = loop;

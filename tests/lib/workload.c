@@ -21,7 +21,8 @@ static void *worker_main(void *data)
 
     memset(&o, 0, sizeof o);
     snprintf(group, sizeof group, "%s", w->group);
-    if (kv_client_parse_servers(group, &o, errmsg) != 0) {
+    if ((w->routed ? kv_client_parse_meta(group, &o, errmsg)
+                   : kv_client_parse_servers(group, &o, errmsg)) != 0) {
         return NULL;
     }
     o.timeout_ms = w->timeout_ms;
@@ -82,7 +83,15 @@ static void *worker_main(void *data)
 int workload_start(struct workload *w, const char *group, unsigned clients, unsigned keys,
                    unsigned timeout_ms)
 {
+    return workload_start_on(w, group, false, clients, keys, timeout_ms);
+}
+
+int workload_start_on(struct workload *w, const char *servers, bool routed, unsigned clients,
+                      unsigned keys, unsigned timeout_ms)
+{
+    const char *group = servers;
     memset(w, 0, sizeof *w);
+    w->routed = routed;
     snprintf(w->group, sizeof w->group, "%s", group);
     w->clients = clients < WORKLOAD_MAX_CLIENTS ? clients : WORKLOAD_MAX_CLIENTS;
     w->keys = keys ? keys : 1;

@@ -21,7 +21,8 @@ struct workload_worker {
 };
 
 struct workload {
-    char group[512];
+    char group[512]; /* the group's servers, or the meta group's when routed */
+    bool routed;
     unsigned clients;
     unsigned keys;
     unsigned timeout_ms;
@@ -38,6 +39,10 @@ struct workload {
 /* Start `clients` threads against the group ("host:port,..."). Returns 0 or an RFS_E*. */
 int workload_start(struct workload *w, const char *group, unsigned clients, unsigned keys,
                    unsigned timeout_ms);
+/* workload_start for a sharded cluster: servers is the meta group's list and each client
+ * routes every key to the group serving its bucket (routed true). */
+int workload_start_on(struct workload *w, const char *servers, bool routed, unsigned clients,
+                      unsigned keys, unsigned timeout_ms);
 /* Stop the threads (each finishes its current operation) and join them. */
 void workload_stop(struct workload *w);
 /* Check the recorded history: 0 if linearizable (or undecided within the budget, which is
