@@ -38,6 +38,7 @@
 #define KV_META_CONFIG    "mconfig"
 #define KV_META_PREV      "mprev"
 #define KV_META_SHARDED   "msharded"
+#define KV_META_VBASE     "mvbase"
 #define KV_DATA_HDR       3 /* 'd' | bucket u16 BE */
 #define KV_VERSION_LEN    8 /* data value: version u64 LE | user value */
 
@@ -150,7 +151,9 @@ void kv_result_fail(struct kv_result *res, int status, const char *fmt, ...)
 struct kv_op_ctx {
     struct kv_sm *sm;
     struct kv_batch *b;
-    raft_index index; /* the entry's index: the version of every write (0 in queries) */
+    /* The version of every write of this entry: its log index plus the group's version
+     * base (shard.c), so versions keep increasing across bucket moves (0 in queries). */
+    uint64_t version;
 };
 
 /* Each returns 0 with the outcome in res->r, or RFS_EIO / RFS_ENOMEM (errmsg). */
@@ -204,8 +207,8 @@ int kv_shard_check(const struct kv_sm *sm, const Raftfs__KvRequest *req, struct 
 /* The bucket whose sessions record req (its key; a TXN's first write, else first read). */
 uint32_t kv_request_bucket(const struct kv_sm *sm, const Raftfs__KvRequest *req);
 /* KV_CONFIG, KV_BUCKET_INSTALL, KV_BUCKET_GC, KV_BUCKET_GCED. Idempotent. */
-int kv_shard_apply(struct kv_sm *sm, struct kv_batch *b, const Raftfs__KvRequest *req,
-                   struct kv_result *res, char *errmsg);
+int kv_shard_apply(struct kv_sm *sm, struct kv_batch *b, raft_index index,
+                   const Raftfs__KvRequest *req, struct kv_result *res, char *errmsg);
 /* KV_BUCKET_PULL, KV_SHARD_STATE. */
 int kv_shard_query(struct kv_sm *sm, const Raftfs__KvRequest *req, struct kv_result *res,
                    char *errmsg);
@@ -261,6 +264,7 @@ struct kv_sm {
     struct rfs_ldb db; /* db.db is NULL after a failed restore: every call then fails */
     raft_index applied;
     uint64_t sweep_ms; /* log time of the last session sweep */
+    uint64_t vbase;    /* added to the log index to make a write's version (shard.c) */
     /* Sharding (shard.c); all zero/NULL for an unsharded group. */
     int sharded;
     uint64_t gid;

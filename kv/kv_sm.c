@@ -26,6 +26,9 @@ int kv_sm_load_meta(struct kv_sm *sm, char *errmsg)
         rv = rfs_ldb_get_u64(&sm->db, KV_META_SWEEP, &sm->sweep_ms, NULL, errmsg);
     }
     if (rv == 0) {
+        rv = rfs_ldb_get_u64(&sm->db, KV_META_VBASE, &sm->vbase, NULL, errmsg);
+    }
+    if (rv == 0) {
         rv = kv_shard_load(sm, errmsg);
     }
     return rv;
@@ -124,7 +127,7 @@ static int apply_one(struct kv_sm *sm, struct kv_batch *b, const struct raft_ent
                      struct apply_clock *clock, struct rfs_buf *reply, char *errmsg)
 {
     Raftfs__KvRequest *req;
-    struct kv_op_ctx x = {.sm = sm, .b = b, .index = e->index};
+    struct kv_op_ctx x = {.sm = sm, .b = b, .version = e->index + sm->vbase};
     struct kv_session sess = {0};
     struct kv_result res;
     uint32_t bucket;
@@ -154,7 +157,7 @@ static int apply_one(struct kv_sm *sm, struct kv_batch *b, const struct raft_ent
 
     if (kv_op_is_migration(req->op)) {
         kv_result_init(&res);
-        rv = kv_shard_apply(sm, b, req, &res, errmsg);
+        rv = kv_shard_apply(sm, b, e->index, req, &res, errmsg);
         if (rv == 0) {
             rv = kv_reply_pack(&res.r, reply);
         }
@@ -306,7 +309,7 @@ static int sm_query(void *data, const void *cmd, size_t len, struct rfs_buf *rep
     Raftfs__KvRequest *req;
     struct kv_batch b;
     struct kv_result res;
-    struct kv_op_ctx x = {.sm = sm, .b = &b, .index = 0};
+    struct kv_op_ctx x = {.sm = sm, .b = &b, .version = 0};
     int rv, nomem;
 
     *reply = (struct rfs_buf){0};

@@ -1,6 +1,6 @@
 /* The single-key operations and TXN. Each reads through the batch (so it sees the earlier
  * commands of the same apply call) and writes into it; every write gets version = the
- * entry's log index. An operation that fails its own checks (too big, condition not met)
+ * entry's version (kv_op_ctx). An operation that fails its own checks (too big, condition not met)
  * says so in the reply status and changes nothing; only storage failures are errors. */
 #include <string.h>
 
@@ -55,7 +55,7 @@ static int op_read(struct kv_op_ctx *x, const ProtobufCBinaryData *key, int *fou
     return 0;
 }
 
-/* Write a user key at version x->index; val (vlen bytes) is copied. */
+/* Write a user key at version x->version; val (vlen bytes) is copied. */
 static int op_write(struct kv_op_ctx *x, const ProtobufCBinaryData *key, const void *val,
                     size_t vlen)
 {
@@ -67,7 +67,7 @@ static int op_write(struct kv_op_ctx *x, const ProtobufCBinaryData *key, const v
     if (k == NULL) {
         return RFS_ENOMEM;
     }
-    rfs_put_le64(ver, x->index);
+    rfs_put_le64(ver, x->version);
     rv = kv_batch_put2(x->b, k, klen, ver, sizeof ver, val, vlen);
     rfs_free(k);
     return rv;
@@ -133,7 +133,7 @@ int kv_op_put(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_resul
         return 0;
     }
     rv = op_write(x, &req->key, req->value.data, req->value.len);
-    res->r.version = x->index;
+    res->r.version = x->version;
     return rv;
 }
 
@@ -168,7 +168,7 @@ int kv_op_append(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_re
         rfs_free(k);
         return RFS_ENOMEM;
     }
-    rfs_put_le64(val, x->index);
+    rfs_put_le64(val, x->version);
     if (cur.len > 0) {
         memcpy(val + KV_VERSION_LEN, cur.data, cur.len);
     }
@@ -179,7 +179,7 @@ int kv_op_append(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_re
     kv_value_clear(&cur);
     rv = kv_batch_put_owned(x->b, k, klen, val, len);
     rfs_free(k);
-    res->r.version = x->index;
+    res->r.version = x->version;
     return rv;
 }
 
@@ -197,7 +197,7 @@ int kv_op_delete(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_re
         return rv;
     }
     res->r.found = 1;
-    res->r.version = x->index;
+    res->r.version = x->version;
     return op_erase(x, &req->key);
 }
 
@@ -232,7 +232,7 @@ int kv_op_cas(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_resul
     }
     kv_value_clear(&res->value);
     res->r.found = 1;
-    res->r.version = x->index;
+    res->r.version = x->version;
     return op_write(x, &req->key, req->value.data, req->value.len);
 }
 
@@ -276,7 +276,7 @@ int kv_op_txn(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_resul
             return rv;
         }
     }
-    res->r.version = x->index;
+    res->r.version = x->version;
     return 0;
 }
 

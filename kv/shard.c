@@ -84,9 +84,8 @@ int kv_shard_serves(const struct kv_sm *sm, uint32_t bucket)
     if (!sm->sharded) {
         return 1;
     }
-    return bucket < sm->nbuckets &&
-           (sm->states[bucket] == RAFTFS__BUCKET_STATE__BUCKET_SERVING ||
-            sm->states[bucket] == RAFTFS__BUCKET_STATE__BUCKET_GC_OWNER);
+    return bucket < sm->nbuckets && (sm->states[bucket] == RAFTFS__BUCKET_STATE__BUCKET_SERVING ||
+                                     sm->states[bucket] == RAFTFS__BUCKET_STATE__BUCKET_GC_OWNER);
 }
 
 /* ---- loading ---- */
@@ -246,8 +245,8 @@ static int check_key(const struct kv_sm *sm, const ProtobufCBinaryData *k, struc
     if (kv_shard_serves(sm, b)) {
         return 1;
     }
-    kv_result_fail(res, RFS_EWRONGGROUP, "bucket %u is not served by group %llu at version %llu",
-                   b, (unsigned long long)sm->gid, (unsigned long long)kv_shard_version(sm));
+    kv_result_fail(res, RFS_EWRONGGROUP, "bucket %u is not served by group %llu at version %llu", b,
+                   (unsigned long long)sm->gid, (unsigned long long)kv_shard_version(sm));
     return 0;
 }
 
@@ -419,10 +418,25 @@ static int apply_config(struct kv_sm *sm, struct kv_batch *b, const Raftfs__KvRe
     return 0;
 }
 
-static int apply_install(struct kv_sm *sm, struct kv_batch *b, const Raftfs__KvRequest *req,
-                         struct kv_result *res, char *errmsg)
+/* Raise the version base so that every later write of this group gets a version above
+ * every installed one: a key's version then never repeats, even after moving away and back
+ * (a CAS or transaction compares versions for equality). */
+static int raise_vbase(struct kv_sm *sm, struct kv_batch *b, raft_index index, uint64_t installed)
+{
+    unsigned char num[8];
+    if (installed < index + sm->vbase) {
+        return 0;
+    }
+    sm->vbase = installed - index + 1;
+    rfs_put_le64(num, sm->vbase);
+    return kv_batch_put(b, KV_META_VBASE, strlen(KV_META_VBASE), num, sizeof num);
+}
+
+static int apply_install(struct kv_sm *sm, struct kv_batch *b, raft_index index,
+                         const Raftfs__KvRequest *req, struct kv_result *res, char *errmsg)
 {
     uint32_t bk = req->bucket;
+    uint64_t top = 0;
     struct kv_value resume = {0};
     char key[3];
     int found = 0, rv;
@@ -444,11 +458,18 @@ static int apply_install(struct kv_sm *sm, struct kv_batch *b, const Raftfs__KvR
     kv_value_clear(&resume);
     for (size_t i = 0; i < req->n_kvs; i++) {
         const Raftfs__KeyValue *kv = req->kvs[i];
-        if (!key_in_bucket(kv->key.data, kv->key.len, bk)) {
-            kv_result_fail(res, RFS_EINVAL, "chunk of bucket %u holds a record of another bucket",
-                           bk);
+        if (!key_in_bucket(kv->key.data, kv->key.len, bk) ||
+            (kv->key.data[0] == KV_PREFIX_DATA && kv->value.len < KV_VERSION_LEN)) {
+            kv_result_fail(res, RFS_EINVAL, "chunk of bucket %u holds a malformed record", bk);
             return 0;
         }
+        if (kv->key.data[0] == KV_PREFIX_DATA && rfs_get_le64(kv->value.data) > top) {
+            top = rfs_get_le64(kv->value.data);
+        }
+    }
+    rv = raise_vbase(sm, b, index, top);
+    if (rv != 0) {
+        return rv;
     }
     for (size_t i = 0; i < req->n_kvs; i++) {
         const Raftfs__KeyValue *kv = req->kvs[i];
@@ -542,8 +563,8 @@ static int apply_gced(struct kv_sm *sm, struct kv_batch *b, const Raftfs__KvRequ
     return put_state(b, sm, bk, RAFTFS__BUCKET_STATE__BUCKET_SERVING, NULL, 0);
 }
 
-int kv_shard_apply(struct kv_sm *sm, struct kv_batch *b, const Raftfs__KvRequest *req,
-                   struct kv_result *res, char *errmsg)
+int kv_shard_apply(struct kv_sm *sm, struct kv_batch *b, raft_index index,
+                   const Raftfs__KvRequest *req, struct kv_result *res, char *errmsg)
 {
     if (!sm->sharded) {
         kv_result_fail(res, RFS_EINVAL, "this group is not sharded (started without --meta)");
@@ -554,7 +575,7 @@ int kv_shard_apply(struct kv_sm *sm, struct kv_batch *b, const Raftfs__KvRequest
         case RAFTFS__KV_OP__KV_CONFIG:
             return apply_config(sm, b, req, res);
         case RAFTFS__KV_OP__KV_BUCKET_INSTALL:
-            return apply_install(sm, b, req, res, errmsg);
+            return apply_install(sm, b, index, req, res, errmsg);
         case RAFTFS__KV_OP__KV_BUCKET_GC:
             return apply_gc(sm, b, req, res, errmsg);
         case RAFTFS__KV_OP__KV_BUCKET_GCED:
@@ -609,8 +630,8 @@ static int query_pull(struct kv_sm *sm, const Raftfs__KvRequest *req, struct kv_
     }
     if (bk >= sm->nbuckets || req->config_version < version ||
         sm->states[bk] != RAFTFS__BUCKET_STATE__BUCKET_BE_PULLED) {
-        kv_result_fail(res, RFS_ESTALE, "bucket %u is not waiting to be pulled at version %llu",
-                       bk, (unsigned long long)req->config_version);
+        kv_result_fail(res, RFS_ESTALE, "bucket %u is not waiting to be pulled at version %llu", bk,
+                       (unsigned long long)req->config_version);
         return 0;
     }
     for (int p = 0; rv == 0 && p < 2 && !res->r.more; p++) {
