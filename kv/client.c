@@ -1,8 +1,11 @@
 /* The KV client library: an rpc/ event loop on a background thread carries requests from
  * any number of caller threads; callers block on their own waiter until the reply, a
- * timeout, or a lost connection, and then retry as kv/client.h describes. */
+ * timeout, or a lost connection, and then retry as kv/client.h describes. A routed client
+ * has no loop of its own: it keeps the session pool and hands each packed request to
+ * kv/route.c, which picks the group. */
 #include "client.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -14,6 +17,7 @@
 #include "../proto/proto.h"
 #include "../raft/raft.h"
 #include "../rpc/rpc.h"
+#include "client_internal.h"
 
 struct waiter {
     uint64_t req_id;
@@ -33,6 +37,7 @@ struct session {
 struct kv_client {
     struct kv_client_options o;
     char addrs[KV_CLIENT_MAX_SERVERS][128];
+    struct kv_route *route; /* routed clients only (then no loop, thread or peers) */
     struct rpc_loop *loop;
     pthread_t thread;
     bool thread_started;
@@ -203,12 +208,43 @@ int kv_client_parse_servers(char *list, struct kv_client_options *o, char *errms
     return 0;
 }
 
+int kv_client_parse_meta(char *list, struct kv_client_options *o, char *errmsg)
+{
+    struct kv_client_options tmp;
+    int rv;
+    memset(&tmp, 0, sizeof tmp);
+    rv = kv_client_parse_servers(list, &tmp, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    o->n_meta = tmp.n_servers;
+    memcpy(o->meta, tmp.servers, sizeof o->meta);
+    return 0;
+}
+
+/* A routed client: the session pool here, everything else in kv/route.c. */
+static int routed_new(struct kv_client_ext *ext, char *errmsg)
+{
+    struct kv_client *c = &ext->c;
+    int rv;
+    if (c->o.n_meta > KV_CLIENT_MAX_SERVERS) {
+        rfs_errmsg_printf(errmsg, "a client needs 1..%d meta servers", KV_CLIENT_MAX_SERVERS);
+        return RFS_EINVAL;
+    }
+    rv = kv_route_new(&c->route, &c->o, errmsg);
+    /* The addresses were copied by the route; none of these are used any more. */
+    c->o.n_servers = 0;
+    memset(c->o.servers, 0, sizeof c->o.servers);
+    memset(c->o.meta, 0, sizeof c->o.meta);
+    return rv;
+}
+
 int kv_client_new(struct kv_client **out, const struct kv_client_options *o, char *errmsg)
 {
     struct kv_client_ext *ext;
     struct kv_client *c;
     int rv;
-    if (o->n_servers == 0 || o->n_servers > KV_CLIENT_MAX_SERVERS) {
+    if (o->n_meta == 0 && (o->n_servers == 0 || o->n_servers > KV_CLIENT_MAX_SERVERS)) {
         rfs_errmsg_printf(errmsg, "a client needs 1..%d servers", KV_CLIENT_MAX_SERVERS);
         return RFS_EINVAL;
     }
@@ -225,11 +261,19 @@ int kv_client_new(struct kv_client **out, const struct kv_client_options *o, cha
     if (c->o.attempt_ms == 0) {
         c->o.attempt_ms = 1000;
     }
+    pthread_mutex_init(&c->mu, NULL);
+    if (o->n_meta > 0) {
+        rv = routed_new(ext, errmsg);
+        if (rv != 0) {
+            goto err;
+        }
+        *out = c;
+        return 0;
+    }
     for (unsigned i = 0; i < o->n_servers; i++) {
         snprintf(c->addrs[i], sizeof c->addrs[i], "%s", o->servers[i]);
         c->o.servers[i] = c->addrs[i];
     }
-    pthread_mutex_init(&c->mu, NULL);
     c->next_req_id = random_u64() >> 16;
     rv = rpc_loop_new(&c->loop, errmsg);
     if (rv != 0) {
@@ -283,6 +327,7 @@ void kv_client_free(struct kv_client *c)
     if (c->loop != NULL) {
         rpc_loop_free(c->loop);
     }
+    kv_route_free(c->route);
     pthread_mutex_destroy(&c->mu);
     rfs_free(c->waiting);
     rfs_free(c->sessions);
@@ -403,11 +448,11 @@ static const char *transport_reason(int rv)
     }
 }
 
-/* Send a packed KvRequest until some server gives a definite answer. */
-static int call(struct kv_client *c, const void *req, size_t len, Raftfs__KvReply **out,
-                char *errmsg)
+/* Send a packed KvRequest until some server gives a definite answer or timeout_ms passes. */
+static int call(struct kv_client *c, const void *req, size_t len, unsigned timeout_ms,
+                Raftfs__KvReply **out, char *errmsg)
 {
-    uint64_t deadline = now_ms() + c->o.timeout_ms;
+    uint64_t deadline = now_ms() + timeout_ms;
     unsigned backoff = 10;
     unsigned server;
     int last = RFS_EUNAVAIL;
@@ -465,9 +510,16 @@ static int call(struct kv_client *c, const void *req, size_t len, Raftfs__KvRepl
     rfs_errmsg_printf(errmsg,
                       "no leader answered within %u ms (last try %s: %s); check that a majority "
                       "of the group's servers are running",
-                      c->o.timeout_ms, c->addrs[last_server],
+                      timeout_ms, c->addrs[last_server],
                       last == RFS_ENOTLEADER ? "not the leader" : transport_reason(last));
     return last == RFS_ENOTLEADER ? RFS_EUNAVAIL : last;
+}
+
+int kv_client_call_packed(struct kv_client *c, const void *req, size_t len, unsigned timeout_ms,
+                          Raftfs__KvReply **out, char *errmsg)
+{
+    assert(c->route == NULL);
+    return call(c, req, len, timeout_ms, out, errmsg);
 }
 
 static void session_take(struct kv_client *c, struct session *s)
@@ -499,21 +551,14 @@ static void session_give(struct kv_client *c, const struct session *s)
     pthread_mutex_unlock(&c->mu);
 }
 
-/* Pack req (setting session fields for writes), call, and turn the reply status into a
- * return code. */
-static int run(struct kv_client *c, Raftfs__KvRequest *req, bool write, Raftfs__KvReply **out,
-               char *errmsg)
+/* Pack req and send it to the client's group. */
+static int run_plain(struct kv_client *c, Raftfs__KvRequest *req, Raftfs__KvReply **out,
+                     char *errmsg)
 {
-    struct session s = {0, 0};
     size_t len;
     void *buf;
     int rv;
     req->group_id = c->o.group_id;
-    if (write) {
-        session_take(c, &s);
-        req->client_id = s.id;
-        req->seq = s.next_seq++;
-    }
     len = raftfs__kv_request__get_packed_size(req);
     buf = rfs_malloc(len ? len : 1);
     if (buf == NULL) {
@@ -521,8 +566,30 @@ static int run(struct kv_client *c, Raftfs__KvRequest *req, bool write, Raftfs__
         return RFS_ENOMEM;
     }
     raftfs__kv_request__pack(req, buf);
-    rv = call(c, buf, len, out, errmsg);
+    rv = call(c, buf, len, c->o.timeout_ms, out, errmsg);
     rfs_free(buf);
+    return rv;
+}
+
+/* Set the session fields of a write (once: a routed retry to another group keeps them),
+ * send it to its group (routed: whichever owns the key's bucket), and turn the reply status
+ * into a return code. */
+static int run(struct kv_client *c, Raftfs__KvRequest *req, bool write, Raftfs__KvReply **out,
+               char *errmsg)
+{
+    struct session s = {0, 0};
+    int rv;
+    *out = NULL;
+    if (write) {
+        session_take(c, &s);
+        req->client_id = s.id;
+        req->seq = s.next_seq++;
+    }
+    if (c->route != NULL) {
+        rv = kv_route_call(c->route, req, out, errmsg);
+    } else {
+        rv = run_plain(c, req, out, errmsg);
+    }
     if (write && rv == 0) {
         /* A definite answer: the session can serve the next write. A session whose last
          * write has an unknown outcome is dropped (its retry might still apply). */
@@ -763,6 +830,16 @@ out:
     return rv;
 }
 
+int kv_client_locate(struct kv_client *c, const void *key, size_t klen, uint32_t *bucket,
+                     uint64_t *gid, uint64_t *version, char *errmsg)
+{
+    if (c->route == NULL) {
+        rfs_errmsg_printf(errmsg, "locate needs a routed client (one given the meta group)");
+        return RFS_EINVAL;
+    }
+    return kv_route_locate(c->route, key, klen, bucket, gid, version, errmsg);
+}
+
 int kv_client_call_value(struct kv_client *c, uint32_t op, const void *value, size_t vlen,
                          bool write, struct rfs_buf *out, char *errmsg)
 {
@@ -770,6 +847,11 @@ int kv_client_call_value(struct kv_client *c, uint32_t op, const void *value, si
     Raftfs__KvReply *rep = NULL;
     int rv;
     *out = (struct rfs_buf){0};
+    if (c->route != NULL) {
+        rfs_errmsg_printf(errmsg, "a routed client sends only kv operations (this call needs a "
+                                  "client of one group)");
+        return RFS_EINVAL;
+    }
     req.op = (Raftfs__KvOp)op;
     req.value.data = (uint8_t *)value;
     req.value.len = vlen;
@@ -793,7 +875,8 @@ int kv_client_status(struct kv_client *c, unsigned server, struct kv_server_stat
     size_t reply_len = 0;
     int rv;
     memset(st, 0, sizeof *st);
-    if (server >= c->o.n_servers) {
+    if (c->route != NULL || server >= c->o.n_servers) {
+        snprintf(st->error, sizeof st->error, "no server %u in this client", server);
         return RFS_EINVAL;
     }
     /* A fresh connection may still be opening: give it a few tries. */

@@ -1,5 +1,5 @@
-/* raftfs bench: C client threads against one shard group; throughput and latency
- * percentiles. */
+/* raftfs bench: C client threads against one shard group, or a sharded cluster through the
+ * meta group; throughput and latency percentiles. */
 #include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -83,11 +83,13 @@ static int cmp_u64(const void *a, const void *b)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: raftfs bench --group A0,A1,A2 [--clients C] [--ops N] [--value-size B]\n"
-               "                    [--mix PUT:GET] [--keys K]\n"
+    fprintf(f, "usage: raftfs bench --group A0,A1,A2 | --meta M0,M1,M2 [--clients C] [--ops N]\n"
+               "                    [--value-size B] [--mix PUT:GET] [--keys K]\n"
                "\n"
                "Runs C client threads (default 16) issuing N operations in all (default 20000)\n"
-               "against one shard group: puts of B-byte values (default 128) and linearizable\n"
+               "against one shard group (--group), or against every group of a sharded cluster,\n"
+               "each key sent to its bucket's group (--meta; RAFTFS_META and RAFTFS_GROUP stand\n"
+               "in for them): puts of B-byte values (default 128) and linearizable\n"
                "gets in the ratio PUT:GET (default 1:0, 'put' and 'get' also accepted), over K\n"
                "keys (default 1000). Prints throughput and p50/p99/p999/max latency.\n");
 }
@@ -95,10 +97,15 @@ static void usage(FILE *f)
 int tools_bench(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"group", required_argument, NULL, 'g'}, {"clients", required_argument, NULL, 'c'},
-        {"ops", required_argument, NULL, 'n'},   {"value-size", required_argument, NULL, 'v'},
-        {"mix", required_argument, NULL, 'm'},   {"keys", required_argument, NULL, 'k'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+        {"group", required_argument, NULL, 'g'},
+        {"meta", required_argument, NULL, 'M'},
+        {"clients", required_argument, NULL, 'c'},
+        {"ops", required_argument, NULL, 'n'},
+        {"value-size", required_argument, NULL, 'v'},
+        {"mix", required_argument, NULL, 'm'},
+        {"keys", required_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     struct bench_cfg cfg = {.clients = 16,
                             .ops = 20000,
@@ -107,7 +114,8 @@ int tools_bench(int argc, char **argv)
                             .get_weight = 0,
                             .keys = 1000};
     struct kv_client_options o;
-    char *group = getenv("RAFTFS_GROUP");
+    char *group = NULL;
+    char *meta = NULL;
     char groupbuf[2048];
     char errmsg[RFS_ERRMSG_SIZE] = "";
     struct bench_thread *threads;
@@ -121,6 +129,9 @@ int tools_bench(int argc, char **argv)
         switch (ch) {
             case 'g':
                 group = optarg;
+                break;
+            case 'M':
+                meta = optarg;
                 break;
             case 'c':
                 cfg.clients = (unsigned)strtoul(optarg, NULL, 10);
@@ -153,14 +164,19 @@ int tools_bench(int argc, char **argv)
                 return 2;
         }
     }
-    if (group == NULL || cfg.clients == 0 || cfg.ops == 0 || cfg.keys == 0) {
-        fprintf(stderr, "raftfs bench: --group is required; --clients, --ops and --keys must "
-                        "be positive (see --help)\n");
+    if (group == NULL && meta == NULL) {
+        meta = getenv("RAFTFS_META");
+        group = meta == NULL ? getenv("RAFTFS_GROUP") : NULL;
+    }
+    if ((group == NULL) == (meta == NULL) || cfg.clients == 0 || cfg.ops == 0 || cfg.keys == 0) {
+        fprintf(stderr, "raftfs bench: one of --group and --meta is required; --clients, --ops "
+                        "and --keys must be positive (see --help)\n");
         return 2;
     }
     memset(&o, 0, sizeof o);
-    snprintf(groupbuf, sizeof groupbuf, "%s", group);
-    if (kv_client_parse_servers(groupbuf, &o, errmsg) != 0 ||
+    snprintf(groupbuf, sizeof groupbuf, "%s", meta != NULL ? meta : group);
+    if ((meta != NULL ? kv_client_parse_meta(groupbuf, &o, errmsg)
+                      : kv_client_parse_servers(groupbuf, &o, errmsg)) != 0 ||
         kv_client_new(&cfg.c, &o, errmsg) != 0) {
         fprintf(stderr, "raftfs bench: %s\n", errmsg);
         return 2;

@@ -1,4 +1,5 @@
-/* raftfs: the command-line tool. Subcommands: kv (talk to a shard group), bench. */
+/* raftfs: the command-line tool. Subcommands: kv (talk to a shard group, or to the cluster
+ * through the meta group), meta, bench. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -8,6 +9,9 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "kv/client.h"
+#include "kv/kv.h"
+#include "meta/client.h"
+#include "meta/meta.h"
 #include "tools/tools.h"
 
 static void usage(FILE *f)
@@ -15,7 +19,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: raftfs COMMAND [options]\n"
                "\n"
                "commands:\n"
-               "  kv      read and write keys of a shard group (raftfs kv --help)\n"
+               "  kv      read and write keys (raftfs kv --help)\n"
                "  meta    join, leave, move, query the meta group (raftfs meta --help)\n"
                "  bench   measure throughput and latency of a shard group (raftfs bench --help)\n"
                "\n"
@@ -25,7 +29,8 @@ static void usage(FILE *f)
 
 static void kv_usage(FILE *f)
 {
-    fprintf(f, "usage: raftfs kv --group A0,A1,A2 [--timeout MS] COMMAND ...\n"
+    fprintf(f, "usage: raftfs kv --meta M0,M1,M2 [--timeout MS] COMMAND ...\n"
+               "       raftfs kv --group A0,A1,A2 [--timeout MS] COMMAND ...\n"
                "\n"
                "  get KEY                 print the value (missing key: 'not found', exit 1)\n"
                "  get -v KEY              print the version, a tab, then the value\n"
@@ -34,11 +39,20 @@ static void kv_usage(FILE *f)
                "  del KEY                 delete (missing key: exit 1)\n"
                "  cas KEY OLD NEW         store NEW if the value is OLD (else exit 1)\n"
                "  cas --absent KEY NEW    store NEW if the key does not exist\n"
-               "  scan START [END] [--limit N]   keys in [START, END), one 'key<TAB>value' a line\n"
-               "  status                  each server: reachable, role, term, commit, applied\n"
+               "  scan [--limit N] START [END]  keys in [START, END), one 'key<TAB>value' a\n"
+               "                          line (sharded: START needs a {tag}: one bucket)\n"
+               "  locate [--buckets N] KEY  print 'bucket B group G (configuration V)' and\n"
+               "                          the group's servers (--meta); with --group or\n"
+               "                          neither, only the bucket, of N (default 64)\n"
+               "  status                  each server of --group: reachable, role, term,\n"
+               "                          commit, applied\n"
                "\n"
-               "  --group LIST   the group's servers, host:port separated by commas\n"
-               "                 (RAFTFS_GROUP in the environment stands in for it)\n"
+               "  --meta LIST    the meta group's servers, host:port separated by commas: each\n"
+               "                 key goes to the group the latest configuration gives its\n"
+               "                 bucket (RAFTFS_META in the environment stands in for it)\n"
+               "  --group LIST   one group's servers: every key goes to that group\n"
+               "                 (RAFTFS_GROUP stands in for it; the options win over the\n"
+               "                 environment, and RAFTFS_META over RAFTFS_GROUP)\n"
                "  --timeout MS   give up after MS milliseconds (default 5000)\n");
 }
 
@@ -127,30 +141,113 @@ static int exit_code(int rv, const char *what, const char *errmsg)
     return 2;
 }
 
+/* Print the group's servers by configuration `version` (immutable, so this agrees with the
+ * locate that named it). */
+static int print_group_addrs(char *meta, uint64_t version, uint64_t gid, unsigned timeout)
+{
+    struct kv_client_options o;
+    struct kv_client *mc = NULL;
+    struct meta_config cfg = {0};
+    char errmsg[RFS_ERRMSG_SIZE] = "";
+    int rv;
+
+    memset(&o, 0, sizeof o);
+    rv = kv_client_parse_servers(meta, &o, errmsg);
+    if (rv == 0) {
+        o.group_id = META_GROUP_ID;
+        o.timeout_ms = timeout;
+        o.attempt_ms = timeout < 1000 ? timeout : 1000;
+        rv = kv_client_new(&mc, &o, errmsg);
+    }
+    if (rv == 0) {
+        rv = meta_client_query(mc, false, version, &cfg, errmsg);
+    }
+    kv_client_free(mc);
+    if (rv != 0) {
+        fprintf(stderr, "raftfs kv locate: %s\n", errmsg[0] ? errmsg : rfs_strerror(rv));
+        return 2;
+    }
+    for (unsigned i = 0; i < cfg.n_groups; i++) {
+        if (cfg.groups[i].gid != gid) {
+            continue;
+        }
+        printf("group %llu:", (unsigned long long)gid);
+        for (unsigned j = 0; j < cfg.groups[i].n_addrs; j++) {
+            printf("%s%s", j ? "," : " ", cfg.groups[i].addrs[j]);
+        }
+        putchar('\n');
+    }
+    meta_config_clear(&cfg);
+    return 0;
+}
+
+/* raftfs kv locate KEY: by the meta group if there is one, else only the bucket. */
+static int kv_locate(struct kv_client *c, const char *key, char *meta, unsigned long nbuckets,
+                     unsigned timeout)
+{
+    char errmsg[RFS_ERRMSG_SIZE] = "";
+    uint32_t bucket;
+    uint64_t gid, version;
+    int rv;
+
+    if (c == NULL) {
+        printf("bucket %u (of %lu buckets; give --meta for its group)\n",
+               kv_bucket_of(key, strlen(key), (uint32_t)nbuckets), nbuckets);
+        return 0;
+    }
+    rv = kv_client_locate(c, key, strlen(key), &bucket, &gid, &version, errmsg);
+    if (rv != 0) {
+        return exit_code(rv, "locate", errmsg);
+    }
+    printf("bucket %u group %llu (configuration %llu)\n", bucket, (unsigned long long)gid,
+           (unsigned long long)version);
+    if (gid == 0) {
+        fprintf(stderr, "(no group serves this bucket yet: add one with raftfs meta join)\n");
+        return 0;
+    }
+    return print_group_addrs(meta, version, gid, timeout);
+}
+
 static int cmd_kv(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"group", required_argument, NULL, 'g'}, {"timeout", required_argument, NULL, 't'},
-        {"limit", required_argument, NULL, 'l'}, {"absent", no_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+        {"group", required_argument, NULL, 'g'},   {"meta", required_argument, NULL, 'm'},
+        {"timeout", required_argument, NULL, 't'}, {"limit", required_argument, NULL, 'l'},
+        {"buckets", required_argument, NULL, 'b'}, {"absent", no_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     struct kv_client_options o;
     struct kv_client *c = NULL;
-    char *group = getenv("RAFTFS_GROUP");
-    char groupbuf[2048];
+    char *group = NULL;
+    char *meta = NULL;
+    char listbuf[2048];
+    char metabuf[2048];
     char errmsg[RFS_ERRMSG_SIZE] = "";
-    unsigned long timeout = 5000, limit = 0;
+    unsigned long timeout = 5000, limit = 0, nbuckets = KV_DEFAULT_BUCKETS;
     bool absent = false, show_version = false;
+    bool routed;
     int ch;
     int rc = 2;
-    const char *cmd;
+    const char *cmd = NULL;
 
     memset(&o, 0, sizeof o);
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "+hv", longopts, NULL)) != -1) {
+    /* Options may come before or after the command (scan ... --limit N, get -v KEY). */
+    for (;;) {
+        ch = getopt_long(argc, argv, "+hv", longopts, NULL);
+        if (ch == -1) {
+            if (cmd != NULL || optind >= argc) {
+                break;
+            }
+            cmd = argv[optind++];
+            continue;
+        }
         switch (ch) {
             case 'g':
                 group = optarg;
+                break;
+            case 'm':
+                meta = optarg;
                 break;
             case 't':
                 timeout = strtoul(optarg, NULL, 10);
@@ -161,6 +258,13 @@ static int cmd_kv(int argc, char **argv)
                 break;
             case 'l':
                 limit = strtoul(optarg, NULL, 10);
+                break;
+            case 'b':
+                nbuckets = strtoul(optarg, NULL, 10);
+                if (nbuckets == 0 || nbuckets > META_MAX_BUCKETS) {
+                    fprintf(stderr, "raftfs kv: --buckets needs 1..%d\n", META_MAX_BUCKETS);
+                    return 2;
+                }
                 break;
             case 'a':
                 absent = true;
@@ -176,34 +280,53 @@ static int cmd_kv(int argc, char **argv)
                 return 2;
         }
     }
-    if (optind >= argc) {
+    if (cmd == NULL) {
         kv_usage(stderr);
         return 2;
     }
-    cmd = argv[optind++];
-    /* Options may also follow the command (scan ... --limit N, get -v KEY). */
-    while ((ch = getopt_long(argc, argv, "+hv", longopts, NULL)) != -1) {
-        if (ch == 'l') {
-            limit = strtoul(optarg, NULL, 10);
-        } else if (ch == 'a') {
-            absent = true;
-        } else if (ch == 'v') {
-            show_version = true;
-        } else if (ch == 't') {
-            timeout = strtoul(optarg, NULL, 10);
-        } else if (ch == 'g') {
-            group = optarg;
-        } else {
-            kv_usage(stderr);
-            return 2;
-        }
-    }
-    if (group == NULL) {
-        fprintf(stderr, "raftfs kv: --group A0,A1,A2 is required (or set RAFTFS_GROUP)\n");
+    if (group != NULL && meta != NULL) {
+        fprintf(stderr, "raftfs kv: give --meta or --group, not both\n");
         return 2;
     }
-    snprintf(groupbuf, sizeof groupbuf, "%s", group);
-    if (kv_client_parse_servers(groupbuf, &o, errmsg) != 0) {
+    if (strcmp(cmd, "status") == 0) {
+        /* About one group's servers, never routed. */
+        meta = NULL;
+        if (group == NULL) {
+            group = getenv("RAFTFS_GROUP");
+        }
+        if (group == NULL) {
+            fprintf(stderr, "raftfs kv status: --group A0,A1,A2 is required (or set "
+                            "RAFTFS_GROUP); raftfs meta query lists each group's servers\n");
+            return 2;
+        }
+    } else if (group == NULL && meta == NULL) {
+        meta = getenv("RAFTFS_META");
+        if (meta == NULL) {
+            group = getenv("RAFTFS_GROUP");
+        }
+    }
+    routed = meta != NULL;
+    if (strcmp(cmd, "locate") == 0) {
+        if (argc - optind != 1) {
+            fprintf(stderr, "raftfs kv locate: expected 1 argument (see --help)\n");
+            return 2;
+        }
+        if (!routed) {
+            return kv_locate(NULL, argv[optind], NULL, nbuckets, (unsigned)timeout);
+        }
+    } else if (group == NULL && meta == NULL) {
+        fprintf(stderr, "raftfs kv: --meta M0,M1,M2 or --group A0,A1,A2 is required (or set "
+                        "RAFTFS_META or RAFTFS_GROUP)\n");
+        return 2;
+    }
+    snprintf(listbuf, sizeof listbuf, "%s", routed ? meta : group);
+    if (routed) {
+        snprintf(metabuf, sizeof metabuf, "%s", meta); /* listbuf is cut up by parsing */
+        if (kv_client_parse_meta(listbuf, &o, errmsg) != 0) {
+            fprintf(stderr, "raftfs kv: --meta: %s\n", errmsg);
+            return 2;
+        }
+    } else if (kv_client_parse_servers(listbuf, &o, errmsg) != 0) {
         fprintf(stderr, "raftfs kv: --group: %s\n", errmsg);
         return 2;
     }
@@ -323,6 +446,8 @@ static int cmd_kv(int argc, char **argv)
             fprintf(stderr, "(more keys follow; raise --limit or scan from the last key)\n");
         }
         kv_scan_result_clear(&res);
+    } else if (strcmp(cmd, "locate") == 0) {
+        rc = kv_locate(c, argv[optind], metabuf, nbuckets, (unsigned)timeout);
     } else if (strcmp(cmd, "status") == 0) {
         NEED(0);
         rc = kv_status(c, &o);

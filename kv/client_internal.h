@@ -1,0 +1,40 @@
+/* kv/client_internal.h: what the plain client (kv/client.c) shares with the routing layer
+ * (kv/route.c) and the server's bucket mover (server/mover.c), which send requests whose
+ * session and group fields they set themselves. Not for applications. */
+#ifndef KV_CLIENT_INTERNAL_H
+#define KV_CLIENT_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../proto/proto.h"
+#include "client.h"
+
+/* Send packed KvRequest bytes (sent as they are: the session fields and group_id inside are
+ * the caller's) to a plain client's group until a server gives a definite answer or
+ * timeout_ms passes. On 0, *out is the unpacked reply (free with
+ * raftfs__kv_reply__free_unpacked and proto_allocator), whatever its status. Otherwise a
+ * transport code (RFS_EUNAVAIL, RFS_ETIMEDOUT, RFS_ENOMEM, ...) with the reason in errmsg;
+ * the request may or may not have been applied. */
+int kv_client_call_packed(struct kv_client *c, const void *req, size_t len, unsigned timeout_ms,
+                          Raftfs__KvReply **out, char *errmsg);
+
+/* The routing state of a routed client. */
+struct kv_route;
+
+/* o->meta[0..n_meta) and the timeouts (already defaulted) are copied. Returns 0, RFS_EINVAL,
+ * RFS_ENOMEM. */
+int kv_route_new(struct kv_route **out, const struct kv_client_options *o, char *errmsg);
+void kv_route_free(struct kv_route *r);
+
+/* Send req to the group owning its routing key's bucket, retrying as kv/client.h says.
+ * req's session fields are left alone (set them once, before the first call); its group_id
+ * is set per attempt. Returns as kv_client_call_packed, plus RFS_EWRONGGROUP when no group
+ * served the bucket in time (a final WRONG_GROUP reply is freed, not returned). */
+int kv_route_call(struct kv_route *r, Raftfs__KvRequest *req, Raftfs__KvReply **out, char *errmsg);
+
+/* kv_client_locate on a fresh configuration. */
+int kv_route_locate(struct kv_route *r, const void *key, size_t klen, uint32_t *bucket,
+                    uint64_t *gid, uint64_t *version, char *errmsg);
+
+#endif
