@@ -188,6 +188,12 @@ bench:
 bench-etcd:
 	bench/etcd_vs_raftfs.sh $(BENCH_ETCD_ARGS)
 
+# Put throughput on 1, 2 and 3 shard groups and the stall of a key while its bucket moves
+# (not part of make test). Options: make bench-shard BENCH_SHARD_ARGS='--help'
+.PHONY: bench-shard
+bench-shard:
+	bench/shard_scaling.sh $(BENCH_SHARD_ARGS)
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
