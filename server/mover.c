@@ -1,6 +1,7 @@
 /* The bucket mover; see mover.h and docs/sharding.md.
  *
- * One round (every poll_ms, while this server leads its group):
+ * One round (every poll_ms, while this server leads its group; a settled group that found no
+ * next configuration only asks the meta group for one, re-reading its own state each second):
  *   1. read the group's shard state (KV_SHARD_STATE, a linearizable read);
  *   2. every bucket settled: ask the meta group for configuration version+1 and, if there
  *      is one, propose it (KV_CONFIG), then start the next round at once;
@@ -21,11 +22,13 @@
 #include "../kv/client_internal.h"
 #include "../meta/meta.h"
 #include "../raft/raft.h"
+#include "../rpc/rpc.h"
 
-#define MOVER_CALL_MS     1500
-#define MOVER_ATTEMPT_MS  400
-#define MOVER_MAX_CHUNKS  256 /* per bucket per round */
-#define MOVER_MAX_GROUPS  64
+#define MOVER_CALL_MS    1500
+#define MOVER_ATTEMPT_MS 400
+#define MOVER_MAX_CHUNKS 256 /* per bucket per round */
+#define MOVER_MAX_GROUPS 64
+#define IDLE_RECHECK_MS  1000
 
 struct group_client {
     uint64_t gid;
@@ -46,6 +49,11 @@ struct rfs_mover {
     pthread_cond_t cond;
     int stop;
     uint64_t warned_version; /* last configuration a refusal was logged for */
+    /* Settled at idle_version when last looked (idle_ms): until IDLE_RECHECK_MS pass, a
+     * round only asks the meta group for the next version, not its own group's state. */
+    int idle;
+    uint64_t idle_version;
+    uint64_t idle_ms;
 };
 
 static int stopping(struct rfs_mover *m)
@@ -58,8 +66,8 @@ static int stopping(struct rfs_mover *m)
 }
 
 /* Send req to c (group_id set here) and return the reply's status; *out gets the reply. */
-static int request(struct kv_client *c, uint64_t gid, Raftfs__KvRequest *req,
-                   Raftfs__KvReply **out, char *errmsg)
+static int request(struct kv_client *c, uint64_t gid, Raftfs__KvRequest *req, Raftfs__KvReply **out,
+                   char *errmsg)
 {
     size_t len;
     uint8_t *buf;
@@ -161,8 +169,8 @@ static struct kv_client *group_client(struct rfs_mover *m, const Raftfs__MetaCon
 }
 
 /* The meta group's configuration `version`; NULL if there is none (yet) or on error. */
-static Raftfs__MetaConfig *meta_config(struct rfs_mover *m, uint64_t version, Raftfs__MetaReply **hold,
-                                       char *errmsg)
+static Raftfs__MetaConfig *meta_config(struct rfs_mover *m, uint64_t version,
+                                       Raftfs__MetaReply **hold, char *errmsg)
 {
     Raftfs__MetaRequest req = RAFTFS__META_REQUEST__INIT;
     uint8_t buf[64];
@@ -228,8 +236,7 @@ static int propose_next_config(struct rfs_mover *m, const Raftfs__ShardState *st
     return rv;
 }
 
-static int pull_bucket(struct rfs_mover *m, const Raftfs__ShardState *st, uint32_t b,
-                       char *errmsg)
+static int pull_bucket(struct rfs_mover *m, const Raftfs__ShardState *st, uint32_t b, char *errmsg)
 {
     uint64_t src = st->prev != NULL && b < st->prev->n_buckets ? st->prev->buckets[b] : 0;
     struct kv_client *from = group_client(m, st->prev, src, errmsg);
@@ -341,8 +348,20 @@ static int round_once(struct rfs_mover *m)
     int settled = 1, again = 0;
 
     if (kv_client_status(m->self, m->cfg.self, &ss) != 0 || ss.role != RAFT_LEADER) {
+        m->idle = 0;
         return 0;
     }
+    if (m->idle && rpc_now_ms() - m->idle_ms < IDLE_RECHECK_MS) {
+        Raftfs__MetaReply *hold;
+        int next = meta_config(m, m->idle_version + 1, &hold, errmsg) != NULL;
+        if (hold != NULL) {
+            raftfs__meta_reply__free_unpacked(hold, &proto_allocator);
+        }
+        if (!next) {
+            return 0;
+        }
+    }
+    m->idle = 0;
     st = shard_state(m, errmsg);
     if (st == NULL) {
         rfs_debugf("mover: reading the shard state: %s", errmsg);
@@ -372,7 +391,13 @@ static int round_once(struct rfs_mover *m)
         }
     }
     if (settled && !stopping(m)) {
-        again = propose_next_config(m, st, errmsg) == 0;
+        int rv = propose_next_config(m, st, errmsg);
+        again = rv == 0;
+        if (rv == RFS_ENOTFOUND) {
+            m->idle = 1;
+            m->idle_version = st->version;
+            m->idle_ms = rpc_now_ms();
+        }
     }
     raftfs__shard_state__free_unpacked(st, &proto_allocator);
     return again;
@@ -426,7 +451,7 @@ int rfs_mover_start(struct rfs_mover **out, const struct rfs_mover_config *cfg, 
     }
     m->cfg = *cfg;
     if (m->cfg.poll_ms == 0) {
-        m->cfg.poll_ms = 100;
+        m->cfg.poll_ms = 20;
     }
     if (m->cfg.chunk_bytes == 0) {
         m->cfg.chunk_bytes = 1u << 20;

@@ -21,7 +21,7 @@ struct rfs_mover_config {
     const char *peers[KV_CLIENT_MAX_SERVERS];
     unsigned n_meta;
     const char *meta[KV_CLIENT_MAX_SERVERS];
-    unsigned poll_ms;     /* default 100 */
+    unsigned poll_ms;     /* default 20 */
     unsigned chunk_bytes; /* records per pull, in bytes; default 1 MiB */
 };
 

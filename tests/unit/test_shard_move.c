@@ -239,6 +239,21 @@ static bool group_settled(struct fixture *f, uint64_t gid, uint64_t version)
     return ok;
 }
 
+/* How many of group gid's buckets are on their way in (PULLING or GC_OWNER). */
+static unsigned in_flight(struct fixture *f, uint64_t gid)
+{
+    Raftfs__ShardState *st = shard_state(f, gid);
+    unsigned n = 0;
+    for (size_t b = 0; st != NULL && b < st->n_states; b++) {
+        n += st->states[b] == RAFTFS__BUCKET_STATE__BUCKET_PULLING ||
+             st->states[b] == RAFTFS__BUCKET_STATE__BUCKET_GC_OWNER;
+    }
+    if (st != NULL) {
+        raftfs__shard_state__free_unpacked(st, NULL);
+    }
+    return n;
+}
+
 /* Wait until group gid has applied the latest configuration. */
 static void wait_applied(struct fixture *f, uint64_t gid)
 {
@@ -614,6 +629,7 @@ static void test_missed_changes(void **state)
 static void moves_under_load(struct fixture *f, bool unreliable, bool kill_leaders)
 {
     char explain[2048];
+    unsigned mid_migration = 0;
     SKIP_IF_NEEDED(f);
     /* Small pull chunks, so a bucket moves in many steps that a crash can cut between. */
     start_group(f, 1, 3, unreliable, "--move-chunk 2048");
@@ -645,6 +661,7 @@ static void moves_under_load(struct fixture *f, bool unreliable, bool kill_leade
         if (kill_leaders) {
             int l1, l2;
             sleep_ms(30);
+            mid_migration += in_flight(f, round % 2 == 0 ? 2 : 1) > 0;
             l1 = cluster_wait_leader(&f->g[0], LEADER_WAIT_MS);
             l2 = cluster_wait_leader(&f->g[1], LEADER_WAIT_MS);
             assert_true(l1 >= 0 && l2 >= 0);
@@ -657,6 +674,11 @@ static void moves_under_load(struct fixture *f, bool unreliable, bool kill_leade
             sleep_ms(300);
         }
         wait_settled(f);
+    }
+    if (kill_leaders) {
+        /* The crashes must have cut into migrations, not only followed them. */
+        printf("leaders killed during a migration in %u of 4 rounds\n", mid_migration);
+        assert_true(mid_migration > 0);
     }
     if (unreliable) {
         assert_int_equal(cluster_heal(&f->g[0]), 0);
