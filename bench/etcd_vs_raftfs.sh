@@ -112,19 +112,6 @@ WORK=""
 PIDS=()          # every process started here
 CLUSTER_PIDS=()  # the servers of the cluster being measured
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_pids "${PIDS[@]+"${PIDS[@]}"}"
-    if [ -n "$WORK" ]; then
-        if [ $KEEP = 1 ] || [ $rc != 0 ]; then
-            echo "data and logs kept in $WORK" >&2
-        else
-            rm -rf "$WORK"
-        fi
-    fi
-    exit $rc
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

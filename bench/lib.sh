@@ -1,5 +1,6 @@
 # bench/lib.sh: shell helpers the benchmark scripts share (sourced, not run). The caller
-# defines die() and a PIDS array of every process it started.
+# defines die(), a PIDS array of every process it started, WORK (its data directory, or
+# empty) and KEEP (1: keep WORK), and installs cleanup: trap cleanup EXIT.
 
 # stop_pids PID...: SIGTERM, up to 5 s to exit, then SIGKILL; reaps them.
 stop_pids() {
@@ -70,3 +71,19 @@ wait_until() { # wait_until SECONDS WHAT -- COMMAND...
     done
 }
 
+
+# cleanup: on exit, stop every process started (by pid) and remove WORK, unless KEEP=1 or
+# the script failed (then WORK is kept for its logs).
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_pids "${PIDS[@]+"${PIDS[@]}"}"
+    if [ -n "$WORK" ]; then
+        if [ "$KEEP" = 1 ] || [ $rc != 0 ]; then
+            echo "data and logs kept in $WORK" >&2
+        else
+            rm -rf "$WORK"
+        fi
+    fi
+    exit $rc
+}

@@ -70,19 +70,6 @@ PIDS=()
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_pids "${PIDS[@]+"${PIDS[@]}"}"
-    if [ -n "$WORK" ]; then
-        if [ $KEEP = 1 ] || [ $rc != 0 ]; then
-            echo "data and logs kept in $WORK" >&2
-        else
-            rm -rf "$WORK"
-        fi
-    fi
-    exit $rc
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

@@ -490,6 +490,17 @@ static int apply_install(struct kv_sm *sm, struct kv_batch *b, raft_index index,
     return rv;
 }
 
+/* The old owner has not reached the configuration the request is about: "not yet". */
+static int not_yet(struct kv_result *res, uint64_t want, uint64_t have)
+{
+    if (want <= have) {
+        return 0;
+    }
+    kv_result_fail(res, RFS_EBUSY, "configuration %llu not applied yet (at %llu)",
+                   (unsigned long long)want, (unsigned long long)have);
+    return 1;
+}
+
 static int mark_compact(struct kv_sm *sm, uint32_t bk)
 {
     if (sm->compact == NULL) {
@@ -513,9 +524,7 @@ static int apply_gc(struct kv_sm *sm, struct kv_batch *b, const Raftfs__KvReques
     size_t nsorted = 0, n = 0, bytes = 0;
     int rv = 0;
 
-    if (req->config_version > version) {
-        kv_result_fail(res, RFS_EBUSY, "configuration %llu not applied yet (at %llu)",
-                       (unsigned long long)req->config_version, (unsigned long long)version);
+    if (not_yet(res, req->config_version, version)) {
         return 0;
     }
     if (bk >= sm->nbuckets || req->config_version < version ||
@@ -623,9 +632,7 @@ static int query_pull(struct kv_sm *sm, const Raftfs__KvRequest *req, struct kv_
     if (limit > PULL_MAX_BYTES) {
         limit = PULL_MAX_BYTES;
     }
-    if (req->config_version > version) {
-        kv_result_fail(res, RFS_EBUSY, "configuration %llu not applied yet (at %llu)",
-                       (unsigned long long)req->config_version, (unsigned long long)version);
+    if (not_yet(res, req->config_version, version)) {
         return 0;
     }
     if (bk >= sm->nbuckets || req->config_version < version ||

@@ -19,13 +19,16 @@ static void bin_dir(char *out, size_t cap)
 
 bool cluster_bins_present(char *why, size_t cap)
 {
+    static const char *const progs[] = {"raftfs-shard", "raftfs-meta"};
     char dir[256];
     char path[300];
     bin_dir(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/raftfs-shard", dir);
-    if (access(path, X_OK) != 0) {
-        snprintf(why, cap, "%s not built (run make, or set RAFTFS_BIN_DIR)", path);
-        return false;
+    for (size_t i = 0; i < sizeof progs / sizeof progs[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, progs[i]);
+        if (access(path, X_OK) != 0) {
+            snprintf(why, cap, "%s not built (run make, or set RAFTFS_BIN_DIR)", path);
+            return false;
+        }
     }
     return true;
 }

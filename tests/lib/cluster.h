@@ -31,7 +31,7 @@ struct cluster {
 };
 
 /* Where the binaries are: $RAFTFS_BIN_DIR or build/asan/bin. Returns false (with a
- * message for "SKIPPED: ...") if raftfs-shard is not there. */
+ * message for "SKIPPED: ...") if raftfs-shard or raftfs-meta is not there. */
 bool cluster_bins_present(char *why, size_t cap);
 
 /* Start n servers (fast timers: 10 ms ticks). extra: more raftfs-shard flags, or NULL.

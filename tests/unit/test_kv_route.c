@@ -408,21 +408,6 @@ static void test_routed_client_refuses_group_calls(void **state)
 
 /* ---- real processes ---- */
 
-static bool bins_present(char *why, size_t cap)
-{
-    const char *env = getenv("RAFTFS_BIN_DIR");
-    char path[512];
-    if (!cluster_bins_present(why, cap)) {
-        return false;
-    }
-    snprintf(path, sizeof path, "%s/raftfs-meta", env != NULL ? env : "build/asan/bin");
-    if (access(path, X_OK) != 0) {
-        snprintf(why, cap, "%.200s not built (run make, or set RAFTFS_BIN_DIR)", path);
-        return false;
-    }
-    return true;
-}
-
 static uint64_t now_ms(void)
 {
     struct timespec ts;
@@ -473,7 +458,7 @@ static int setup_real(void **state)
     struct fixture *fx = calloc(1, sizeof *fx);
     char why[256], errmsg[RFS_ERRMSG_SIZE], flags[256];
     *state = fx;
-    if (!bins_present(why, sizeof why)) {
+    if (!cluster_bins_present(why, sizeof why)) {
         fx->skipped = true;
         fprintf(stderr, "SKIPPED: %s\n", why);
         return 0;

@@ -26,21 +26,6 @@ struct fixture {
     struct kv_client *kc;
 };
 
-static bool meta_bin_present(char *why, size_t cap)
-{
-    const char *env = getenv("RAFTFS_BIN_DIR");
-    char path[512];
-    if (!cluster_bins_present(why, cap)) {
-        return false;
-    }
-    snprintf(path, sizeof path, "%s/raftfs-meta", env != NULL ? env : "build/asan/bin");
-    if (access(path, X_OK) != 0) {
-        snprintf(why, cap, "%.200s not built (run make, or set RAFTFS_BIN_DIR)", path);
-        return false;
-    }
-    return true;
-}
-
 static int setup_with(void **state, const char *extra)
 {
     struct fixture *f = calloc(1, sizeof *f);
@@ -49,7 +34,7 @@ static int setup_with(void **state, const char *extra)
     struct kv_client_options o;
     char buf[512];
     *state = f;
-    if (!meta_bin_present(why, sizeof why)) {
+    if (!cluster_bins_present(why, sizeof why)) {
         return 0;
     }
     if (cluster_start_binary(&f->c, "raftfs-meta", 3, false, extra, errmsg) != 0) {
@@ -98,7 +83,7 @@ static int teardown(void **state)
 static void skip_without_bins(struct fixture *f)
 {
     char why[256];
-    if (f->c.n == 0 && !meta_bin_present(why, sizeof why)) {
+    if (f->c.n == 0 && !cluster_bins_present(why, sizeof why)) {
         fprintf(stderr, "SKIPPED: %s\n", why);
         skip();
     }

@@ -61,21 +61,6 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static bool bins_present(char *why, size_t cap)
-{
-    const char *env = getenv("RAFTFS_BIN_DIR");
-    char path[512];
-    if (!cluster_bins_present(why, cap)) {
-        return false;
-    }
-    snprintf(path, sizeof path, "%s/raftfs-meta", env != NULL ? env : "build/asan/bin");
-    if (access(path, X_OK) != 0) {
-        snprintf(why, cap, "%.200s not built (run make, or set RAFTFS_BIN_DIR)", path);
-        return false;
-    }
-    return true;
-}
-
 static int client_new(struct kv_client **out, const char *list, uint64_t gid, bool routed)
 {
     struct kv_client_options o;
@@ -101,7 +86,7 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof *f);
     char why[256], errmsg[RFS_ERRMSG_SIZE];
     *state = f;
-    if (!bins_present(why, sizeof why)) {
+    if (!cluster_bins_present(why, sizeof why)) {
         f->skipped = true;
         printf("SKIPPED: %s\n", why);
         return 0;
