@@ -24,7 +24,8 @@
     X(RFS_ETOOBIG, 16, "too big")                                                                  \
     X(RFS_ECONFLICT, 17, "condition failed: a key changed")                                        \
     X(RFS_ESTALE, 18, "stale request (session moved on)")                                          \
-    X(RFS_EPROTO, 19, "malformed message")
+    X(RFS_EPROTO, 19, "malformed message")                                                         \
+    X(RFS_ELOCKED, 20, "locked by a transaction in progress")
 
 enum rfs_err {
 #define RFS_ERR_ENUM(name, value, text) name = value,
