@@ -33,6 +33,8 @@
 #define KV_PREFIX_SESSION 's'
 #define KV_PREFIX_META    'm'
 #define KV_PREFIX_BUCKET  'b'
+#define KV_PREFIX_LOCK    'l'
+#define KV_PREFIX_TXN     't'
 #define KV_META_APPLIED   "mapplied"
 #define KV_META_SWEEP     "msweep"
 #define KV_META_CONFIG    "mconfig"
@@ -139,6 +141,7 @@ struct kv_result {
     Raftfs__KeyValue *items;
     Raftfs__KeyValue **item_ptrs;
     char *scan_buf;
+    Raftfs__LockInfo lock; /* backs r.lock for RFS_ELOCKED */
     char error[RFS_ERRMSG_SIZE];
 };
 
@@ -154,6 +157,7 @@ struct kv_op_ctx {
     /* The version of every write of this entry: its log index plus the group's version
      * base (shard.c), so versions keep increasing across bucket moves (0 in queries). */
     uint64_t version;
+    uint64_t now_ms; /* the entry's log time (0 in queries) */
 };
 
 /* Each returns 0 with the outcome in res->r, or RFS_EIO / RFS_ENOMEM (errmsg). */
@@ -171,6 +175,27 @@ int kv_op_txn(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_resul
               char *errmsg);
 int kv_op_scan(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_result *res,
                char *errmsg);
+
+/* Building blocks for txn.c: read a user key's version; write or erase a user key at
+ * x->version. */
+int kv_op_read_version(struct kv_op_ctx *x, const ProtobufCBinaryData *key, int *found,
+                       uint64_t *version, char *errmsg);
+int kv_op_write_value(struct kv_op_ctx *x, const ProtobufCBinaryData *key, const void *val,
+                      size_t vlen);
+int kv_op_erase_key(struct kv_op_ctx *x, const ProtobufCBinaryData *key);
+
+/* --- txn.c: cross-group transactions, the participant (docs/txn.md) --- */
+
+/* *ok = 0 (with RFS_ELOCKED and the lock in res) if req touches a key locked by a
+ * transaction. Returns 0, RFS_EIO, RFS_ECORRUPT, RFS_ENOMEM. */
+int kv_txn_unlocked(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_result *res,
+                    int *ok, char *errmsg);
+/* KV_TXN_PREPARE, KV_TXN_COMMIT, KV_TXN_ABORT, KV_TXN_CHECK. Idempotent. */
+int kv_txn_apply(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_result *res,
+                 char *errmsg);
+int kv_txn_is_op(int op);
+/* Count the lock records into sm->n_locks (at load). */
+int kv_txn_count_locks(struct kv_sm *sm, char *errmsg);
 
 /* Whether op changes state (and so goes through sessions). */
 int kv_op_is_write(int op);
@@ -273,6 +298,7 @@ struct kv_sm {
     Raftfs__MetaConfig *prev;
     uint8_t *compact; /* buckets to compact after this apply's write */
     unsigned n_compact;
+    uint64_t n_locks; /* transaction locks held (txn.c): none, no lock lookups */
 };
 
 /* (Re)load the cached applied index and sweep time from sm->db. */

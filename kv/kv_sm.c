@@ -31,6 +31,9 @@ int kv_sm_load_meta(struct kv_sm *sm, char *errmsg)
     if (rv == 0) {
         rv = kv_shard_load(sm, errmsg);
     }
+    if (rv == 0) {
+        rv = kv_txn_count_locks(sm, errmsg);
+    }
     return rv;
 }
 
@@ -131,7 +134,7 @@ static int apply_one(struct kv_sm *sm, struct kv_batch *b, const struct raft_ent
     struct kv_session sess = {0};
     struct kv_result res;
     uint32_t bucket;
-    int rv = 0, found = 0, session, nomem;
+    int rv = 0, found = 0, session, nomem, locked;
 
     req = kv_request_decode(e->data.base, e->data.len, &nomem);
     if (req == NULL && nomem) {
@@ -208,12 +211,16 @@ static int apply_one(struct kv_sm *sm, struct kv_batch *b, const struct raft_ent
     }
 
     kv_result_init(&res);
+    x.now_ms = clock->now_ms;
     rv = kv_op_run(&x, req, &res, errmsg);
     if (rv == 0) {
         rv = kv_reply_pack(&res.r, reply);
     }
+    /* A refusal for a lock executed nothing: not recorded, so the same sequence number can
+     * run once the lock is resolved (docs/txn.md). */
+    locked = res.r.status == RFS_ELOCKED;
     kv_result_clear(&res);
-    if (rv == 0 && session) {
+    if (rv == 0 && session && !locked) {
         rv = kv_session_put(b, bucket, req->client_id, req->seq, req->time_ms, reply->base,
                             reply->len);
     }

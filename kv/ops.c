@@ -280,8 +280,28 @@ int kv_op_txn(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_resul
     return 0;
 }
 
+int kv_op_read_version(struct kv_op_ctx *x, const ProtobufCBinaryData *key, int *found,
+                       uint64_t *version, char *errmsg)
+{
+    return op_read(x, key, found, version, NULL, errmsg);
+}
+
+int kv_op_write_value(struct kv_op_ctx *x, const ProtobufCBinaryData *key, const void *val,
+                      size_t vlen)
+{
+    return op_write(x, key, val, vlen);
+}
+
+int kv_op_erase_key(struct kv_op_ctx *x, const ProtobufCBinaryData *key)
+{
+    return op_erase(x, key);
+}
+
 int kv_op_is_write(int op)
 {
+    if (kv_txn_is_op(op)) {
+        return 1;
+    }
     switch (op) {
         case RAFTFS__KV_OP__KV_PUT:
         case RAFTFS__KV_OP__KV_APPEND:
@@ -303,6 +323,15 @@ int kv_op_is_migration(int op)
 int kv_op_run(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_result *res,
               char *errmsg)
 {
+    int ok, rv;
+    if (kv_txn_is_op(req->op)) {
+        return kv_txn_apply(x, req, res, errmsg);
+    }
+    /* No operation sees or changes a key a transaction holds (docs/txn.md). */
+    rv = kv_txn_unlocked(x, req, res, &ok, errmsg);
+    if (rv != 0 || !ok) {
+        return rv;
+    }
     switch (req->op) {
         case RAFTFS__KV_OP__KV_GET:
             return kv_op_get(x, req, res, errmsg);

@@ -59,13 +59,16 @@ static void bucket_range(char p, uint32_t bucket, char lo[3], char hi[3])
     }
 }
 
-static const char bucket_prefixes[2] = {KV_PREFIX_DATA, KV_PREFIX_SESSION};
+/* A bucket's records, in key order: data, transaction locks, sessions, transaction records. */
+static const char bucket_prefixes[] = {KV_PREFIX_DATA, KV_PREFIX_LOCK, KV_PREFIX_SESSION,
+                                       KV_PREFIX_TXN};
+#define N_PREFIXES ((int)sizeof bucket_prefixes)
 
 /* Whether a raw LevelDB key is one of bucket's records. */
 static int key_in_bucket(const void *key, size_t len, uint32_t bucket)
 {
     const unsigned char *k = key;
-    return len >= 3 && (k[0] == KV_PREFIX_DATA || k[0] == KV_PREFIX_SESSION) &&
+    return len >= 3 && memchr(bucket_prefixes, k[0], sizeof bucket_prefixes) != NULL &&
            (((uint32_t)k[1] << 8) | k[2]) == bucket;
 }
 
@@ -229,12 +232,16 @@ void kv_shard_free(struct kv_sm *sm)
 uint32_t kv_request_bucket(const struct kv_sm *sm, const Raftfs__KvRequest *req)
 {
     const ProtobufCBinaryData *k = &req->key;
-    if (req->op == RAFTFS__KV_OP__KV_TXN) {
+    if (req->op == RAFTFS__KV_OP__KV_TXN || req->op == RAFTFS__KV_OP__KV_TXN_PREPARE) {
         if (req->n_writes > 0) {
             k = &req->writes[0]->key;
         } else if (req->n_reads > 0) {
             k = &req->reads[0]->key;
         }
+    } else if (req->op == RAFTFS__KV_OP__KV_TXN_COMMIT || req->op == RAFTFS__KV_OP__KV_TXN_ABORT) {
+        k = req->n_keys > 0 ? &req->keys[0] : &req->primary;
+    } else if (req->op == RAFTFS__KV_OP__KV_TXN_CHECK) {
+        k = &req->primary;
     }
     return kv_bucket_of(k->data, k->len, sm->nbuckets);
 }
@@ -273,7 +280,18 @@ int kv_shard_check(const struct kv_sm *sm, const Raftfs__KvRequest *req, struct 
             }
             return check_key(sm, &req->key, res);
         }
+        case RAFTFS__KV_OP__KV_TXN_COMMIT:
+        case RAFTFS__KV_OP__KV_TXN_ABORT:
+            for (size_t i = 0; i < req->n_keys; i++) {
+                if (!check_key(sm, &req->keys[i], res)) {
+                    return 0;
+                }
+            }
+            return !req->is_primary || check_key(sm, &req->primary, res);
+        case RAFTFS__KV_OP__KV_TXN_CHECK:
+            return check_key(sm, &req->primary, res);
         case RAFTFS__KV_OP__KV_TXN:
+        case RAFTFS__KV_OP__KV_TXN_PREPARE:
             for (size_t i = 0; i < req->n_reads; i++) {
                 if (!check_key(sm, &req->reads[i]->key, res)) {
                     return 0;
@@ -477,6 +495,8 @@ static int apply_install(struct kv_sm *sm, struct kv_batch *b, raft_index index,
         if (rv != 0) {
             return rv;
         }
+        /* The bucket's ranges are empty here until it arrives: every lock is a new one. */
+        sm->n_locks += kv->key.data[0] == KV_PREFIX_LOCK;
     }
     if (req->done) {
         rv = put_state(b, sm, bk, RAFTFS__BUCKET_STATE__BUCKET_GC_OWNER, NULL, 0);
@@ -532,7 +552,7 @@ static int apply_gc(struct kv_sm *sm, struct kv_batch *b, const Raftfs__KvReques
         return 0; /* already deleted */
     }
     rv = kv_batch_sorted(b, &sorted, &nsorted);
-    for (int p = 0; rv == 0 && p < 2 && !res->r.more; p++) {
+    for (int p = 0; rv == 0 && p < N_PREFIXES && !res->r.more; p++) {
         char lo[3], hi[3];
         struct kv_cursor c;
         int rv2;
@@ -545,6 +565,9 @@ static int apply_gc(struct kv_sm *sm, struct kv_batch *b, const Raftfs__KvReques
             }
             bytes += c.klen + c.vlen;
             n++;
+            if (c.key[0] == KV_PREFIX_LOCK && sm->n_locks > 0) {
+                sm->n_locks--;
+            }
             rv = kv_batch_delete(b, c.key, c.klen);
         }
         rv2 = kv_cursor_close(&c, errmsg);
@@ -605,7 +628,7 @@ void kv_shard_compact(struct kv_sm *sm)
             continue;
         }
         sm->compact[bk] = 0;
-        for (int p = 0; p < 2; p++) {
+        for (int p = 0; p < N_PREFIXES; p++) {
             char lo[3], hi[3];
             bucket_range(bucket_prefixes[p], bk, lo, hi);
             leveldb_compact_range(sm->db.db, lo, 3, hi, 3);
@@ -641,7 +664,7 @@ static int query_pull(struct kv_sm *sm, const Raftfs__KvRequest *req, struct kv_
                        (unsigned long long)req->config_version);
         return 0;
     }
-    for (int p = 0; rv == 0 && p < 2 && !res->r.more; p++) {
+    for (int p = 0; rv == 0 && p < N_PREFIXES && !res->r.more; p++) {
         char lo[3], hi[3];
         const char *start = lo;
         size_t slen = 3;

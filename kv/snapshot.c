@@ -146,8 +146,9 @@ static int snap_walk(const uint8_t *p, size_t len, uint64_t count, char *errmsg)
             return snap_corrupt(errmsg, "truncated record");
         }
         key = p + off;
-        if (klen == 0 || (key[0] != KV_PREFIX_DATA && key[0] != KV_PREFIX_SESSION &&
-                          key[0] != KV_PREFIX_META && key[0] != KV_PREFIX_BUCKET)) {
+        if (klen == 0 ||
+            (key[0] != KV_PREFIX_DATA && key[0] != KV_PREFIX_SESSION && key[0] != KV_PREFIX_META &&
+             key[0] != KV_PREFIX_BUCKET && key[0] != KV_PREFIX_LOCK && key[0] != KV_PREFIX_TXN)) {
             return snap_corrupt(errmsg, "record with an unknown key prefix");
         }
         off += (size_t)klen + vlen;

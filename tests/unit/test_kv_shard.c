@@ -12,7 +12,6 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,51 +20,21 @@
 #include "common/alloc.h"
 #include "common/err.h"
 #include "kv/kv.h"
+#include "kv_node.h"
 #include "proto/raftfs.pb-c.h"
 
 #define NBUCKETS 8
 
-struct node {
-    char dir[64];
-    struct kv_sm *sm;
-    uint64_t gid;
-    raft_index index;
-};
-
 struct fixture {
-    struct node a, b;
+    struct kv_node a, b;
     char errmsg[RFS_ERRMSG_SIZE];
 };
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void node_open(struct node *n, uint64_t gid)
-{
-    char errmsg[RFS_ERRMSG_SIZE];
-    n->gid = gid;
-    if (kv_sm_open(&n->sm, n->dir, NBUCKETS, errmsg) != 0 ||
-        kv_sm_set_sharding(n->sm, gid, errmsg) != 0) {
-        fail_msg("open %s: %s", n->dir, errmsg);
-    }
-    n->index = kv_sm_ops.applied(n->sm);
-}
 
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
-    snprintf(f->a.dir, sizeof f->a.dir, "/tmp/raftfs-kvshard-a-XXXXXX");
-    snprintf(f->b.dir, sizeof f->b.dir, "/tmp/raftfs-kvshard-b-XXXXXX");
-    if (mkdtemp(f->a.dir) == NULL || mkdtemp(f->b.dir) == NULL) {
-        return -1;
-    }
-    node_open(&f->a, 1);
-    node_open(&f->b, 2);
+    kv_node_init(&f->a, "kvshard-a", NBUCKETS, 1);
+    kv_node_init(&f->b, "kvshard-b", NBUCKETS, 2);
     *state = f;
     return 0;
 }
@@ -73,60 +42,14 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    kv_sm_close(f->a.sm);
-    kv_sm_close(f->b.sm);
-    nftw(f->a.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    nftw(f->b.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    kv_node_destroy(&f->a);
+    kv_node_destroy(&f->b);
     free(f);
     return 0;
 }
 
-static Raftfs__KvReply *apply(struct node *n, Raftfs__KvRequest *r)
-{
-    struct raft_entry e = {.term = 1, .index = n->index + 1, .type = RAFT_ENTRY_NORMAL};
-    struct rfs_buf reply;
-    char errmsg[RFS_ERRMSG_SIZE];
-    Raftfs__KvReply *out;
-    r->time_ms = 1000;
-    e.data.len = raftfs__kv_request__get_packed_size(r);
-    e.data.base = malloc(e.data.len + 1);
-    raftfs__kv_request__pack(r, e.data.base);
-    if (kv_sm_ops.apply(n->sm, &e, 1, &reply, errmsg) != 0) {
-        fail_msg("apply: %s", errmsg);
-    }
-    n->index++;
-    free(e.data.base);
-    out = raftfs__kv_reply__unpack(NULL, reply.len, reply.base);
-    rfs_free(reply.base);
-    assert_non_null(out);
-    return out;
-}
-
-static Raftfs__KvReply *query(struct node *n, Raftfs__KvRequest *r)
-{
-    struct rfs_buf cmd, reply;
-    char errmsg[RFS_ERRMSG_SIZE];
-    Raftfs__KvReply *out;
-    cmd.len = raftfs__kv_request__get_packed_size(r);
-    cmd.base = malloc(cmd.len + 1);
-    raftfs__kv_request__pack(r, cmd.base);
-    if (kv_sm_ops.query(n->sm, cmd.base, cmd.len, &reply, errmsg) != 0) {
-        fail_msg("query: %s", errmsg);
-    }
-    free(cmd.base);
-    out = raftfs__kv_reply__unpack(NULL, reply.len, reply.base);
-    rfs_free(reply.base);
-    assert_non_null(out);
-    return out;
-}
-
-static void reply_free(Raftfs__KvReply *r)
-{
-    raftfs__kv_reply__free_unpacked(r, NULL);
-}
-
 /* Status of a single-key write (client 0 = no session). */
-static uint32_t write_op(struct node *n, Raftfs__KvOp op, const char *key, const char *val,
+static uint32_t write_op(struct kv_node *n, Raftfs__KvOp op, const char *key, const char *val,
                          uint64_t client, uint64_t seq, uint64_t *version)
 {
     Raftfs__KvRequest r = RAFTFS__KV_REQUEST__INIT;
@@ -139,17 +62,17 @@ static uint32_t write_op(struct node *n, Raftfs__KvOp op, const char *key, const
     r.value.len = val ? strlen(val) : 0;
     r.client_id = client;
     r.seq = seq;
-    rep = apply(n, &r);
+    rep = kv_node_apply(n, &r);
     status = rep->status;
     if (version != NULL) {
         *version = rep->version;
     }
-    reply_free(rep);
+    kv_node_reply_free(rep);
     return status;
 }
 
 /* GET: status; the value into val (cap bytes), "" when absent. */
-static uint32_t get(struct node *n, const char *key, char *val, size_t cap, uint64_t *version)
+static uint32_t get(struct kv_node *n, const char *key, char *val, size_t cap, uint64_t *version)
 {
     Raftfs__KvRequest r = RAFTFS__KV_REQUEST__INIT;
     Raftfs__KvReply *rep;
@@ -157,18 +80,18 @@ static uint32_t get(struct node *n, const char *key, char *val, size_t cap, uint
     r.op = RAFTFS__KV_OP__KV_GET;
     r.key.data = (uint8_t *)key;
     r.key.len = strlen(key);
-    rep = query(n, &r);
+    rep = kv_node_query(n, &r);
     status = rep->status;
     snprintf(val, cap, "%.*s", (int)rep->value.len, (const char *)rep->value.data);
     if (version != NULL) {
         *version = rep->version;
     }
-    reply_free(rep);
+    kv_node_reply_free(rep);
     return status;
 }
 
 /* A configuration: buckets[] -> gid, groups 1 and 2 known. */
-static uint32_t apply_config(struct node *n, uint64_t version, const uint64_t *owners,
+static uint32_t apply_config(struct kv_node *n, uint64_t version, const uint64_t *owners,
                              size_t nbuckets)
 {
     Raftfs__KvRequest r = RAFTFS__KV_REQUEST__INIT;
@@ -180,27 +103,27 @@ static uint32_t apply_config(struct node *n, uint64_t version, const uint64_t *o
     c.buckets = (uint64_t *)owners;
     r.op = RAFTFS__KV_OP__KV_CONFIG;
     r.config = &c;
-    rep = apply(n, &r);
+    rep = kv_node_apply(n, &r);
     status = rep->status;
-    reply_free(rep);
+    kv_node_reply_free(rep);
     return status;
 }
 
-static Raftfs__ShardState *state_of(struct node *n)
+static Raftfs__ShardState *state_of(struct kv_node *n)
 {
     Raftfs__KvRequest r = RAFTFS__KV_REQUEST__INIT;
     Raftfs__KvReply *rep;
     Raftfs__ShardState *st;
     r.op = RAFTFS__KV_OP__KV_SHARD_STATE;
-    rep = query(n, &r);
+    rep = kv_node_query(n, &r);
     assert_int_equal(rep->status, 0);
     st = raftfs__shard_state__unpack(NULL, rep->value.len, rep->value.data);
-    reply_free(rep);
+    kv_node_reply_free(rep);
     assert_non_null(st);
     return st;
 }
 
-static int bucket_state(struct node *n, uint32_t bucket)
+static int bucket_state(struct kv_node *n, uint32_t bucket)
 {
     Raftfs__ShardState *st = state_of(n);
     int s = (int)st->states[bucket];
@@ -249,7 +172,7 @@ static unsigned pull_all(struct fixture *f, uint32_t limit, bool replay)
         p.key.data = key;
         p.key.len = klen;
         p.limit = limit;
-        got = query(&f->a, &p);
+        got = kv_node_query(&f->a, &p);
         assert_int_equal(got->status, 0);
         in.op = RAFTFS__KV_OP__KV_BUCKET_INSTALL;
         in.config_version = 2;
@@ -259,16 +182,16 @@ static unsigned pull_all(struct fixture *f, uint32_t limit, bool replay)
         in.n_kvs = got->n_kvs;
         in.done = !got->more;
         in.end_key = got->next_key;
-        rep = apply(&f->b, &in);
+        rep = kv_node_apply(&f->b, &in);
         assert_int_equal(rep->status, 0);
         assert_true(rep->found); /* accepted */
-        reply_free(rep);
+        kv_node_reply_free(rep);
         if (replay) {
             /* The same chunk again (a new leader re-proposing it): ignored. */
-            rep = apply(&f->b, &in);
+            rep = kv_node_apply(&f->b, &in);
             assert_int_equal(rep->status, 0);
             assert_false(rep->found);
-            reply_free(rep);
+            kv_node_reply_free(rep);
         }
         chunks++;
         more = got->more;
@@ -277,7 +200,7 @@ static unsigned pull_all(struct fixture *f, uint32_t limit, bool replay)
             memcpy(key, got->next_key.data, got->next_key.len);
             klen = got->next_key.len;
         }
-        reply_free(got);
+        kv_node_reply_free(got);
         if (!more) {
             return chunks;
         }
@@ -287,20 +210,15 @@ static unsigned pull_all(struct fixture *f, uint32_t limit, bool replay)
 static void test_unsharded_serves_everything(void **state)
 {
     struct fixture *f = *state;
-    char dir[64] = "/tmp/raftfs-kvshard-u-XXXXXX";
-    struct node u = {0};
+    struct kv_node u;
     char val[64];
-    (void)f;
-    assert_non_null(mkdtemp(dir));
-    snprintf(u.dir, sizeof u.dir, "%s", dir);
-    node_open(&u, 0);
+    kv_node_init(&u, "kvshard-u", NBUCKETS, 0);
     assert_int_equal(write_op(&u, RAFTFS__KV_OP__KV_PUT, "x", "1", 0, 0, NULL), 0);
     assert_int_equal(get(&u, "x", val, sizeof val, NULL), 0);
     assert_string_equal(val, "1");
     /* Once it holds data, it cannot become a sharded group's store. */
     assert_int_equal(kv_sm_set_sharding(u.sm, 3, f->errmsg), RFS_EINVAL);
-    kv_sm_close(u.sm);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    kv_node_destroy(&u);
 }
 
 static void test_sharding_identity_is_kept(void **state)
@@ -402,10 +320,10 @@ static void test_move_in_chunks_with_sessions(void **state)
         g.op = RAFTFS__KV_OP__KV_BUCKET_GC;
         g.config_version = 2;
         g.bucket = tag_bucket();
-        rep = apply(&f->a, &g);
+        rep = kv_node_apply(&f->a, &g);
         assert_int_equal(rep->status, 0);
         assert_false(rep->more);
-        reply_free(rep);
+        kv_node_reply_free(rep);
     }
     assert_int_equal(bucket_state(&f->a, tag_bucket()), RAFTFS__BUCKET_STATE__BUCKET_NOT_OWNED);
     {
@@ -414,9 +332,9 @@ static void test_move_in_chunks_with_sessions(void **state)
         p.op = RAFTFS__KV_OP__KV_BUCKET_PULL;
         p.config_version = 2;
         p.bucket = tag_bucket();
-        rep = query(&f->a, &p);
+        rep = kv_node_query(&f->a, &p);
         assert_int_equal(rep->status, RFS_ESTALE);
-        reply_free(rep);
+        kv_node_reply_free(rep);
     }
     assert_int_equal(apply_config(&f->b, 3, owners, NBUCKETS), RFS_EBUSY);
     {
@@ -425,17 +343,17 @@ static void test_move_in_chunks_with_sessions(void **state)
         g.op = RAFTFS__KV_OP__KV_BUCKET_GCED;
         g.config_version = 2;
         g.bucket = tag_bucket();
-        rep = apply(&f->b, &g);
+        rep = kv_node_apply(&f->b, &g);
         assert_int_equal(rep->status, 0);
-        reply_free(rep);
+        kv_node_reply_free(rep);
     }
     assert_int_equal(bucket_state(&f->b, tag_bucket()), RAFTFS__BUCKET_STATE__BUCKET_SERVING);
     assert_int_equal(apply_config(&f->b, 3, owners, NBUCKETS), 0);
     assert_int_equal(apply_config(&f->a, 3, owners, NBUCKETS), 0);
 
     /* The state survives a reopen. */
-    kv_sm_close(f->b.sm);
-    node_open(&f->b, 2);
+    kv_node_close(&f->b);
+    kv_node_open(&f->b);
     assert_int_equal(bucket_state(&f->b, tag_bucket()), RAFTFS__BUCKET_STATE__BUCKET_SERVING);
     assert_int_equal(get(&f->b, TAG "log", val, sizeof val, NULL), 0);
     assert_string_equal(val, "+1+2");
@@ -459,9 +377,9 @@ static void test_pull_checks_version_and_chunk_order(void **state)
     p.bucket = tag_bucket();
     p.key.data = start;
     p.key.len = 3;
-    rep = query(&f->a, &p);
+    rep = kv_node_query(&f->a, &p);
     assert_int_equal(rep->status, RFS_EBUSY);
-    reply_free(rep);
+    kv_node_reply_free(rep);
     configure_move(f);
     /* A chunk that does not start at the resume point is ignored. */
     in.op = RAFTFS__KV_OP__KV_BUCKET_INSTALL;
@@ -470,10 +388,10 @@ static void test_pull_checks_version_and_chunk_order(void **state)
     in.key.data = (uint8_t *)"d\x00\x05zzz";
     in.key.len = 6;
     in.done = true;
-    rep = apply(&f->b, &in);
+    rep = kv_node_apply(&f->b, &in);
     assert_int_equal(rep->status, 0);
     assert_false(rep->found);
-    reply_free(rep);
+    kv_node_reply_free(rep);
     assert_int_equal(bucket_state(&f->b, tag_bucket()), RAFTFS__BUCKET_STATE__BUCKET_PULLING);
     /* A record of another bucket is refused. */
     in.key.data = start;
@@ -484,9 +402,9 @@ static void test_pull_checks_version_and_chunk_order(void **state)
     kv.value.len = 8;
     in.kvs = &kvp;
     in.n_kvs = 1;
-    rep = apply(&f->b, &in);
+    rep = kv_node_apply(&f->b, &in);
     assert_int_equal(rep->status, RFS_EINVAL);
-    reply_free(rep);
+    kv_node_reply_free(rep);
     assert_int_equal(bucket_state(&f->b, tag_bucket()), RAFTFS__BUCKET_STATE__BUCKET_PULLING);
     /* An empty bucket moves in one chunk. */
     assert_int_equal(pull_all(f, 0, false), 1);
@@ -498,14 +416,11 @@ static void test_snapshot_keeps_bucket_states(void **state)
     struct fixture *f = *state;
     struct rfs_buf snap;
     raft_index index;
-    char dir[64] = "/tmp/raftfs-kvshard-c-XXXXXX";
-    struct node c = {0};
+    struct kv_node c;
     char val[64];
     configure_move(f);
     assert_int_equal(kv_sm_ops.snapshot(f->a.sm, &snap, &index, f->errmsg), 0);
-    assert_non_null(mkdtemp(dir));
-    snprintf(c.dir, sizeof c.dir, "%s", dir);
-    node_open(&c, 1);
+    kv_node_init(&c, "kvshard-c", NBUCKETS, 1);
     assert_int_equal(kv_sm_ops.restore(c.sm, index, snap.base, snap.len, f->errmsg), 0);
     rfs_free(snap.base);
     c.index = index;
@@ -518,8 +433,67 @@ static void test_snapshot_keeps_bucket_states(void **state)
         assert_int_equal(st->prev->version, 1);
         raftfs__shard_state__free_unpacked(st, NULL);
     }
-    kv_sm_close(c.sm);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    kv_node_destroy(&c);
+}
+
+/* A transaction's lock and record are records of their bucket: they move with it, and the
+ * new owner settles the transaction. */
+static void test_locks_move_with_bucket(void **state)
+{
+    struct fixture *f = *state;
+    Raftfs__KvRequest r = RAFTFS__KV_REQUEST__INIT;
+    Raftfs__TxnWrite w = RAFTFS__TXN_WRITE__INIT, *wp = &w;
+    ProtobufCBinaryData key = {strlen(TAG "acct"), (uint8_t *)TAG "acct"};
+    Raftfs__KvReply *rep;
+    char val[64];
+    uint64_t owners[NBUCKETS];
+    for (unsigned i = 0; i < NBUCKETS; i++) {
+        owners[i] = 1;
+    }
+    assert_int_equal(apply_config(&f->a, 1, owners, NBUCKETS), 0);
+    assert_int_equal(apply_config(&f->b, 1, owners, NBUCKETS), 0);
+    w.key = key;
+    w.value.data = (uint8_t *)"100";
+    w.value.len = 3;
+    r.op = RAFTFS__KV_OP__KV_TXN_PREPARE;
+    r.txn_id = 42;
+    r.primary = key;
+    r.ttl_ms = 60000;
+    r.n_writes = 1;
+    r.writes = &wp;
+    rep = kv_node_apply(&f->a, &r);
+    assert_int_equal(rep->status, 0);
+    kv_node_reply_free(rep);
+    owners[tag_bucket()] = 2;
+    assert_int_equal(apply_config(&f->a, 2, owners, NBUCKETS), 0);
+    assert_int_equal(apply_config(&f->b, 2, owners, NBUCKETS), 0);
+    pull_all(f, 0, false);
+    assert_int_equal(get(&f->b, TAG "acct", val, sizeof val, NULL), RFS_ELOCKED);
+    /* The record came along: the commit of the primary succeeds at the new owner. */
+    memset(&r, 0, sizeof r);
+    raftfs__kv_request__init(&r);
+    r.op = RAFTFS__KV_OP__KV_TXN_COMMIT;
+    r.txn_id = 42;
+    r.primary = key;
+    r.is_primary = true;
+    r.n_keys = 1;
+    r.keys = &key;
+    rep = kv_node_apply(&f->b, &r);
+    assert_int_equal(rep->status, 0);
+    assert_int_equal(rep->txn_state, RAFTFS__TXN_STATE__TXN_COMMITTED);
+    kv_node_reply_free(rep);
+    assert_int_equal(get(&f->b, TAG "acct", val, sizeof val, NULL), 0);
+    assert_string_equal(val, "100");
+    /* The old owner's copy (lock included) is deleted by GC; its other keys stay usable. */
+    memset(&r, 0, sizeof r);
+    raftfs__kv_request__init(&r);
+    r.op = RAFTFS__KV_OP__KV_BUCKET_GC;
+    r.config_version = 2;
+    r.bucket = tag_bucket();
+    rep = kv_node_apply(&f->a, &r);
+    assert_int_equal(rep->status, 0);
+    kv_node_reply_free(rep);
+    assert_int_equal(bucket_state(&f->a, tag_bucket()), RAFTFS__BUCKET_STATE__BUCKET_NOT_OWNED);
 }
 
 int main(void)
@@ -531,6 +505,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_move_in_chunks_with_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pull_checks_version_and_chunk_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_keeps_bucket_states, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_locks_move_with_bucket, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
