@@ -2,7 +2,8 @@
  * any number of caller threads; callers block on their own waiter until the reply, a
  * timeout, or a lost connection, and then retry as kv/client.h describes. A routed client
  * has no loop of its own: it keeps the session pool and hands each packed request to
- * kv/route.c, which picks the group. */
+ * kv/route.c, which picks the group; a transaction whose keys are on several groups is run
+ * by the coordinator in kv/txn_client.c. */
 #include "client.h"
 
 #include <assert.h>
@@ -18,6 +19,7 @@
 #include "../raft/raft.h"
 #include "../rpc/rpc.h"
 #include "client_internal.h"
+#include "txn_client.h"
 
 struct waiter {
     uint64_t req_id;
@@ -260,6 +262,9 @@ int kv_client_new(struct kv_client **out, const struct kv_client_options *o, cha
     }
     if (c->o.attempt_ms == 0) {
         c->o.attempt_ms = 1000;
+    }
+    if (c->o.txn_ttl_ms == 0) {
+        c->o.txn_ttl_ms = KV_TXN_TTL_MS;
     }
     pthread_mutex_init(&c->mu, NULL);
     if (o->n_meta > 0) {
@@ -572,10 +577,10 @@ static int run_plain(struct kv_client *c, Raftfs__KvRequest *req, Raftfs__KvRepl
 }
 
 /* Set the session fields of a write (once: a routed retry to another group keeps them),
- * send it to its group (routed: whichever owns the key's bucket), and turn the reply status
- * into a return code. */
-static int run(struct kv_client *c, Raftfs__KvRequest *req, bool write, Raftfs__KvReply **out,
-               char *errmsg)
+ * send it to its group (routed: whichever owns the key's bucket, with the settings and
+ * reports of ro, which may be NULL), and turn the reply status into a return code. */
+static int run_ex(struct kv_client *c, Raftfs__KvRequest *req, bool write, struct kv_route_opts *ro,
+                  Raftfs__KvReply **out, char *errmsg)
 {
     struct session s = {0, 0};
     int rv;
@@ -586,7 +591,7 @@ static int run(struct kv_client *c, Raftfs__KvRequest *req, bool write, Raftfs__
         req->seq = s.next_seq++;
     }
     if (c->route != NULL) {
-        rv = kv_route_call(c->route, req, out, errmsg);
+        rv = kv_route_call(c->route, req, ro, out, errmsg);
     } else {
         rv = run_plain(c, req, out, errmsg);
     }
@@ -607,6 +612,12 @@ static int run(struct kv_client *c, Raftfs__KvRequest *req, bool write, Raftfs__
         }
     }
     return rv;
+}
+
+static int run(struct kv_client *c, Raftfs__KvRequest *req, bool write, Raftfs__KvReply **out,
+               char *errmsg)
+{
+    return run_ex(c, req, write, NULL, out, errmsg);
 }
 
 static int copy_buf(struct rfs_buf *dst, const ProtobufCBinaryData *src)
@@ -779,6 +790,75 @@ int kv_client_scan(struct kv_client *c, const void *start, size_t slen, const vo
     return rv;
 }
 
+/* Whether every key of the transaction is on one group by the cached configuration (gid 0,
+ * a bucket with no group yet, counts as a group: the single request waits for one). */
+static int txn_one_group(struct kv_client *c, const Raftfs__KvRequest *req, bool *one, char *errmsg)
+{
+    size_t n = req->n_reads + req->n_writes;
+    ProtobufCBinaryData *keys = rfs_calloc(n ? n : 1, sizeof *keys);
+    uint64_t *gids = rfs_calloc(n ? n : 1, sizeof *gids);
+    int rv = RFS_ENOMEM;
+    *one = true;
+    if (keys != NULL && gids != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            keys[i] = i < req->n_reads ? req->reads[i]->key : req->writes[i - req->n_reads]->key;
+        }
+        rv = kv_route_groups(c->route, keys, n, gids, NULL, errmsg);
+        for (size_t i = 1; rv == 0 && i < n; i++) {
+            *one = *one && gids[i] == gids[0];
+        }
+    } else {
+        rfs_errmsg_printf(errmsg, "out of memory");
+    }
+    rfs_free(keys);
+    rfs_free(gids);
+    return rv;
+}
+
+/* A transaction on a routed client: one KV_TXN request when its keys are on one group,
+ * else two-phase commit (kv/txn_client.c). A single request that its group refuses because
+ * the keys' buckets moved apart meanwhile goes the two-phase way, unless an earlier attempt
+ * of it got no answer (it may have been applied: the outcome is then unknown). */
+static int txn_routed(struct kv_client *c, Raftfs__KvRequest *req, const struct kv_txn_read *reads,
+                      unsigned n_reads, const struct kv_txn_write *writes, unsigned n_writes,
+                      Raftfs__KvReply **rep, char *errmsg)
+{
+    struct kv_txn_client_options to;
+    struct kv_route_opts ro;
+    uint64_t started = rpc_now_ms();
+    uint64_t spent;
+    bool one = true;
+    int rv;
+
+    if (n_reads + n_writes == 0) {
+        return 0;
+    }
+    rv = txn_one_group(c, req, &one, errmsg);
+    if (rv == RFS_ENOMEM) {
+        return rv;
+    }
+    /* No configuration yet (another thread is reading it, or the meta group is slow): the
+     * single request waits for one, and goes the two-phase way if it must. */
+    if (one) {
+        memset(&ro, 0, sizeof ro);
+        rv = run_ex(c, req, true, &ro, rep, errmsg);
+        if (!ro.split) {
+            return rv;
+        }
+        if (ro.unknown) {
+            rfs_errmsg_wrapf(errmsg, "outcome unknown (a try got no answer, and the keys' "
+                                     "buckets have moved apart since)");
+            return RFS_ETIMEDOUT;
+        }
+    }
+    spent = rpc_now_ms() - started;
+    memset(&to, 0, sizeof to);
+    to.timeout_ms = spent < c->o.timeout_ms ? c->o.timeout_ms - (unsigned)spent : 1;
+    to.ttl_ms = c->o.txn_ttl_ms;
+    to.crash_after = c->o.txn_crash_after;
+    return kv_txn_client_run(c->route, &to, reads, n_reads, writes, n_writes, errmsg);
+}
+
 int kv_client_txn(struct kv_client *c, const struct kv_txn_read *reads, unsigned n_reads,
                   const struct kv_txn_write *writes, unsigned n_writes, char *errmsg)
 {
@@ -814,7 +894,11 @@ int kv_client_txn(struct kv_client *c, const struct kv_txn_read *reads, unsigned
     req.reads = rp;
     req.n_writes = n_writes;
     req.writes = wp;
-    rv = run(c, &req, true, &rep, errmsg);
+    if (c->route != NULL) {
+        rv = txn_routed(c, &req, reads, n_reads, writes, n_writes, &rep, errmsg);
+    } else {
+        rv = run(c, &req, true, &rep, errmsg);
+    }
     if (rv == RFS_ECONFLICT && rep != NULL && rep->conflict_key.len > 0) {
         rfs_errmsg_printf(errmsg, "conflict on key %.*s", (int)rep->conflict_key.len,
                           (const char *)rep->conflict_key.data);

@@ -27,6 +27,19 @@
 #include "../common/err.h"
 
 #define KV_CLIENT_MAX_SERVERS 16
+/* Default lifetime of a cross-group transaction's locks (kv_client_options.txn_ttl_ms). */
+#define KV_TXN_TTL_MS 2000
+
+/* TEST ONLY (kv_client_options.txn_crash_after): where a cross-group kv_client_txn stops, as
+ * if its coordinator died there. It returns RFS_ESTOPPED and leaves whatever locks and
+ * record exist, for other clients to resolve (docs/txn.md, "Client"). */
+enum kv_txn_crash {
+    KV_TXN_CRASH_NONE = 0,
+    KV_TXN_CRASH_AFTER_PRIMARY_PREPARE,  /* the primary's group prepared, no other */
+    KV_TXN_CRASH_AFTER_PREPARES,         /* every group prepared, nothing committed */
+    KV_TXN_CRASH_AFTER_PRIMARY_COMMIT,   /* the commit point passed, no secondary committed */
+    KV_TXN_CRASH_AFTER_SECONDARY_COMMIT, /* the first secondary group committed */
+};
 
 struct kv_client_options {
     unsigned n_servers;
@@ -38,6 +51,10 @@ struct kv_client_options {
      * group_id are then not used, and n_servers may be 0. */
     unsigned n_meta;
     const char *meta[KV_CLIENT_MAX_SERVERS];
+    /* Cross-group transactions: how long their locks hold before another client may abort
+     * them (ms, default KV_TXN_TTL_MS). A coordinator that dies blocks its keys this long. */
+    unsigned txn_ttl_ms;
+    enum kv_txn_crash txn_crash_after; /* TEST ONLY, see above; 0 in applications */
 };
 
 struct kv_client;
@@ -93,8 +110,16 @@ void kv_scan_result_clear(struct kv_scan_result *r);
 int kv_client_scan(struct kv_client *c, const void *start, size_t slen, const void *end,
                    size_t elen, unsigned limit, struct kv_scan_result *out, char *errmsg);
 
-/* A one-group transaction: applied only if every read key still has the version seen
- * (0: absent). A conflict returns RFS_ECONFLICT and names the key in errmsg. */
+/* A transaction: applied only if every read key still has the version seen (0: absent),
+ * and then all writes take effect at once, or none does (docs/txn.md). A conflict returns
+ * RFS_ECONFLICT and names the key in errmsg ("conflict on key K"). With no writes it checks
+ * that the versions were all current at one moment. On a routed client the keys may live on
+ * any groups: keys of one group go in one KV_TXN request, keys of several groups through
+ * two-phase commit, the client acting as coordinator. Besides the codes of a single
+ * request, a cross-group transaction returns RFS_ECONFLICT when another transaction holds
+ * one of its keys (it does not wait) or when it was aborted because its locks expired before
+ * it committed, and RFS_ETIMEDOUT with "outcome unknown" in errmsg when the commit point
+ * could not be confirmed before timeout_ms (it may or may not have committed). */
 struct kv_txn_read {
     const void *key;
     size_t klen;
@@ -112,12 +137,33 @@ int kv_client_txn(struct kv_client *c, const struct kv_txn_read *reads, unsigned
 
 /* Routing (the operations above on a routed client): the routing key is the key (get, put,
  * append, delete, cas), the start key (scan: a sharded group scans one bucket, so the start
- * key needs a {hash tag}, else RFS_EINVAL), or the first write's key (txn; with no writes
- * the first read's key). A transaction's keys must all be on one group, e.g. by sharing a
- * {hash tag}: keys on two groups return RFS_EINVAL. Besides the codes of one group, a routed
- * call returns RFS_EWRONGGROUP when its bucket found no serving group before timeout_ms
- * (errmsg says what to check), or the meta group's error when no configuration could be
- * read. */
+ * key needs a {hash tag}, else RFS_EINVAL), or for a transaction each key (see
+ * kv_client_txn). Besides the codes of one group, a routed call returns RFS_EWRONGGROUP when
+ * its bucket found no serving group before timeout_ms (errmsg says what to check), or the
+ * meta group's error when no configuration could be read.
+ *
+ * Locks: an operation that meets a key locked by a cross-group transaction in progress
+ * (RFS_ELOCKED from the group) asks the transaction's primary group for its state, rolls
+ * the lock forward or back if the transaction is decided (or has expired), else waits a
+ * little, and resends the same request, until timeout_ms; then it returns RFS_ELOCKED naming
+ * the key and the transaction. A plain client returns RFS_ELOCKED at once. */
+
+/* A transaction as text (raftfs kv txn), one command a line: "check KEY VERSION" (a read
+ * with the version seen, 0: absent), "put KEY VALUE" (VALUE: the rest of the line after one
+ * space, may be empty or hold spaces), "del KEY". Blank lines and lines starting with '#'
+ * (after spaces) are skipped. Keys are at most KV_TXN_SCRIPT_MAX_KEY bytes. */
+#define KV_TXN_SCRIPT_MAX_KEY 1024
+struct kv_txn_script {
+    struct kv_txn_read *reads;
+    unsigned n_reads;
+    struct kv_txn_write *writes;
+    unsigned n_writes;
+    char *text; /* the copy of the script the keys and values point into */
+};
+/* Parse text[0..len) (copied) into s. Returns 0, RFS_ENOMEM, or RFS_EINVAL with "line N:
+ * reason" in errmsg. Release with kv_txn_script_clear (also after a failure). */
+int kv_txn_script_parse(struct kv_txn_script *s, const char *text, size_t len, char *errmsg);
+void kv_txn_script_clear(struct kv_txn_script *s);
 
 /* Where a key goes, by the latest configuration (read from the meta group for this call):
  * its bucket, the bucket's group (0: none yet) and the configuration's version. Routed

@@ -28,6 +28,14 @@
  * ROUTE_REFRESH_MS of the previous one, so many threads hitting a moved bucket cost the meta
  * group one query per interval. A configuration older than the cached one is ignored.
  *
+ * - The group answers RFS_ELOCKED (the key is locked by a cross-group transaction, which
+ *   the group did not execute or record): kv/txn_resolve.c asks the transaction's primary
+ *   group for its state and rolls the lock forward or back, or, while the transaction is
+ *   pending and within its time, we wait (5 ms doubling to 100 ms); then the same bytes are
+ *   resent, until timeout_ms. Only operations that can meet a lock are resolved so; the
+ *   transaction coordinator (kv/txn_client.c) sends its own requests to a group it names
+ *   (kv_route_call with a gid) and handles their WRONG_GROUP and ELOCKED answers itself.
+ *
  * Group clients are reference-counted: the table holds one reference and each request in
  * flight one more. When a new configuration drops a group or changes its addresses, its
  * entry leaves the table and the client is freed by whoever drops the last reference, never
@@ -45,12 +53,18 @@
 #include "../rpc/rpc.h"
 #include "client_internal.h"
 #include "kv.h"
+#include "txn_client.h"
 
 #define ROUTE_REFRESH_MS     50u
 #define ROUTE_BACKOFF_MIN_MS 10u
 #define ROUTE_BACKOFF_MAX_MS 200u
 /* Longest single attempt at one group before the configuration is looked at again. */
 #define ROUTE_SLICE_MIN_MS 1000u
+/* Waiting for a pending transaction's lock: 5 ms doubling to 100 ms between resends. */
+#define ROUTE_LOCK_WAIT_MIN_MS 5u
+#define ROUTE_LOCK_WAIT_MAX_MS 100u
+/* route_target.bucket when a request goes to a named group. */
+#define ROUTE_NO_BUCKET UINT32_MAX
 
 struct route_group {
     uint64_t gid;
@@ -300,11 +314,12 @@ static struct route_group *route_group_find_locked(struct kv_route *r, uint64_t 
     return NULL;
 }
 
-/* Find where key goes by the cached configuration, with a reference to the group's client
- * in t->g (made if needed). Returns 0; RFS_EWRONGGROUP when the bucket has no group; the
- * last refresh's error (or RFS_EUNAVAIL) when there is no configuration yet; or an error
- * making the client. Without 0, t->g is NULL and errmsg says why. */
-static int route_target_get(struct kv_route *r, const void *key, size_t klen,
+/* Find where key goes by the cached configuration (gid not 0: to group gid), with a
+ * reference to the group's client in t->g (made if needed). Returns 0; RFS_EWRONGGROUP when
+ * the bucket has no group (or the configuration no group gid); the last refresh's error (or
+ * RFS_EUNAVAIL) when there is no configuration yet; or an error making the client. Without
+ * 0, t->g is NULL and errmsg says why. */
+static int route_target_get(struct kv_route *r, const void *key, size_t klen, uint64_t gid,
                             struct route_target *t, char *errmsg)
 {
     struct meta_group_info gi = {0};
@@ -327,8 +342,19 @@ static int route_target_get(struct kv_route *r, const void *key, size_t klen,
         return rv;
     }
     t->version = r->cfg.version;
-    t->bucket = kv_bucket_of(key, klen, r->cfg.nbuckets);
-    t->gid = r->cfg.buckets[t->bucket];
+    if (gid != 0) {
+        t->bucket = ROUTE_NO_BUCKET;
+        t->gid = gid;
+        if (config_group(&r->cfg, gid) == NULL) {
+            rfs_errmsg_printf(errmsg, "group %llu is not in configuration %llu",
+                              (unsigned long long)gid, (unsigned long long)t->version);
+            pthread_mutex_unlock(&r->mu);
+            return RFS_EWRONGGROUP;
+        }
+    } else {
+        t->bucket = kv_bucket_of(key, klen, r->cfg.nbuckets);
+        t->gid = r->cfg.buckets[t->bucket];
+    }
     if (t->gid == 0) {
         rfs_errmsg_printf(errmsg,
                           "bucket %u is served by no group (configuration %llu): join a group "
@@ -412,20 +438,47 @@ static int route_target_get(struct kv_route *r, const void *key, size_t klen,
     return 0;
 }
 
-/* The key a request routes by (kv/client.h). */
+/* The key a request routes by (kv/client.h; the transaction ops as docs/txn.md says: a
+ * check by the primary key, a commit or abort by its first key). */
 static ProtobufCBinaryData route_key_of(const Raftfs__KvRequest *req)
 {
     ProtobufCBinaryData none = {0, NULL};
-    if (req->op == RAFTFS__KV_OP__KV_TXN) {
-        if (req->n_writes > 0) {
-            return req->writes[0]->key;
-        }
-        if (req->n_reads > 0) {
-            return req->reads[0]->key;
-        }
-        return none;
+    switch (req->op) {
+        case RAFTFS__KV_OP__KV_TXN:
+        case RAFTFS__KV_OP__KV_TXN_PREPARE:
+            if (req->n_writes > 0) {
+                return req->writes[0]->key;
+            }
+            if (req->n_reads > 0) {
+                return req->reads[0]->key;
+            }
+            return none;
+        case RAFTFS__KV_OP__KV_TXN_COMMIT:
+        case RAFTFS__KV_OP__KV_TXN_ABORT:
+            return req->n_keys > 0 && !req->is_primary ? req->keys[0] : req->primary;
+        case RAFTFS__KV_OP__KV_TXN_CHECK:
+            return req->primary;
+        default:
+            return req->key;
     }
-    return req->key;
+}
+
+/* Whether an operation can meet a transaction's lock, to be settled and the operation
+ * resent. */
+static bool route_resolves_locks(const Raftfs__KvRequest *req)
+{
+    switch (req->op) {
+        case RAFTFS__KV_OP__KV_GET:
+        case RAFTFS__KV_OP__KV_PUT:
+        case RAFTFS__KV_OP__KV_APPEND:
+        case RAFTFS__KV_OP__KV_DELETE:
+        case RAFTFS__KV_OP__KV_CAS:
+        case RAFTFS__KV_OP__KV_SCAN:
+        case RAFTFS__KV_OP__KV_TXN:
+            return true;
+        default:
+            return false;
+    }
 }
 
 /* Whether a transaction's keys are on two groups by the cached configuration: then it can
@@ -491,29 +544,96 @@ static uint64_t route_generation(struct kv_route *r)
     return gen;
 }
 
-int kv_route_call(struct kv_route *r, Raftfs__KvRequest *req, Raftfs__KvReply **out, char *errmsg)
+/* The reply met the lock rep->lock: settle it (kv/txn_resolve.c), and while its transaction
+ * is pending wait *wait_ms (growing). Returns 0 (resend now), RFS_ENOMEM, or RFS_ELOCKED
+ * when the deadline passed first (errmsg names the key and the transaction). */
+static int route_settle_lock(struct kv_route *r, const Raftfs__KvReply *rep, uint64_t deadline,
+                             uint64_t started, unsigned *wait_ms, char *errmsg)
 {
+    const Raftfs__LockInfo *l = rep->lock;
+    Raftfs__TxnState state = RAFTFS__TXN_STATE__TXN_UNKNOWN;
+    char why[RFS_ERRMSG_SIZE] = "";
+    uint64_t now = rpc_now_ms();
+    int rv = 0;
+
+    if (now < deadline) {
+        rv = kv_txn_resolve_lock(r, l, deadline, &state, why);
+        if (rv == RFS_ENOMEM) {
+            rfs_errmsg_printf(errmsg, "%s", why);
+            return rv;
+        }
+        now = rpc_now_ms();
+    }
+    if (rv == 0 && state == RAFTFS__TXN_STATE__TXN_PENDING && now + *wait_ms < deadline) {
+        sleep_ms(*wait_ms);
+        *wait_ms = *wait_ms * 2 < ROUTE_LOCK_WAIT_MAX_MS ? *wait_ms * 2 : ROUTE_LOCK_WAIT_MAX_MS;
+        return 0;
+    }
+    if (rv == 0 && state != RAFTFS__TXN_STATE__TXN_PENDING && now < deadline) {
+        return 0;
+    }
+    if (rv == 0) {
+        snprintf(why, sizeof why, "its transaction is still pending");
+    }
+    rfs_errmsg_printf(errmsg,
+                      "key '%.*s' is locked by transaction %016llx (primary key '%.*s'), not "
+                      "settled after %llu ms: %s",
+                      (int)(l->key.len < 100 ? l->key.len : 100), (const char *)l->key.data,
+                      (unsigned long long)l->txn_id,
+                      (int)(l->primary.len < 100 ? l->primary.len : 100),
+                      (const char *)l->primary.data, (unsigned long long)(now - started), why);
+    return RFS_ELOCKED;
+}
+
+int kv_route_call(struct kv_route *r, Raftfs__KvRequest *req, struct kv_route_opts *ro,
+                  Raftfs__KvReply **out, char *errmsg)
+{
+    struct kv_route_opts defaults;
     ProtobufCBinaryData key = route_key_of(req);
-    uint64_t deadline = rpc_now_ms() + r->timeout_ms;
+    uint64_t started = rpc_now_ms();
+    uint64_t deadline;
     unsigned backoff = ROUTE_BACKOFF_MIN_MS;
+    unsigned lock_wait = ROUTE_LOCK_WAIT_MIN_MS;
     char why[RFS_ERRMSG_SIZE] = "";
     int last;
 
     *out = NULL;
+    if (ro == NULL) {
+        memset(&defaults, 0, sizeof defaults);
+        ro = &defaults;
+    }
+    ro->unknown = false;
+    ro->split = false;
+    deadline = ro->deadline_ms != 0 ? ro->deadline_ms : started + r->timeout_ms;
     if (route_generation(r) == 0) {
         route_refresh(r);
     }
     for (;;) {
         struct route_target t;
         uint64_t now;
-        last = route_target_get(r, key.data, key.len, &t, why);
+        last = route_target_get(r, key.data, key.len, ro->gid, &t, why);
+        if (last == RFS_EWRONGGROUP && ro->gid != 0) {
+            rfs_errmsg_printf(errmsg, "%s", why);
+            return last; /* the caller chose the group: it re-plans */
+        }
         if (last == 0) {
             uint64_t left;
             now = rpc_now_ms();
             left = deadline > now ? deadline - now : 1;
             last = route_send(&t, req, left < r->slice_ms ? (unsigned)left : r->slice_ms, out, why);
             route_group_put(r, t.g);
-            if (last == 0 && (*out)->status != RFS_EWRONGGROUP) {
+            if (last == 0 && (*out)->status == RFS_ELOCKED && ro->gid == 0 &&
+                (*out)->lock != NULL && route_resolves_locks(req)) {
+                last = route_settle_lock(r, *out, deadline, started, &lock_wait, why);
+                raftfs__kv_reply__free_unpacked(*out, &proto_allocator);
+                *out = NULL;
+                if (last == 0) {
+                    continue; /* resend the same request */
+                }
+                rfs_errmsg_printf(errmsg, "%s", why);
+                return last;
+            }
+            if (last == 0 && ((*out)->status != RFS_EWRONGGROUP || ro->gid != 0)) {
                 return 0;
             }
             if (last == 0) {
@@ -527,9 +647,15 @@ int kv_route_call(struct kv_route *r, Raftfs__KvRequest *req, Raftfs__KvReply **
                                   t.bucket, (unsigned long long)t.gid,
                                   (unsigned long long)t.version);
             } else {
-                rfs_errmsg_wrapf(why, "group %llu (bucket %u, configuration %llu)",
-                                 (unsigned long long)t.gid, t.bucket,
-                                 (unsigned long long)t.version);
+                ro->unknown = true;
+                if (t.bucket == ROUTE_NO_BUCKET) {
+                    rfs_errmsg_wrapf(why, "group %llu (configuration %llu)",
+                                     (unsigned long long)t.gid, (unsigned long long)t.version);
+                } else {
+                    rfs_errmsg_wrapf(why, "group %llu (bucket %u, configuration %llu)",
+                                     (unsigned long long)t.gid, t.bucket,
+                                     (unsigned long long)t.version);
+                }
             }
         }
         if (last == RFS_ENOMEM || rpc_now_ms() >= deadline) {
@@ -538,6 +664,7 @@ int kv_route_call(struct kv_route *r, Raftfs__KvRequest *req, Raftfs__KvReply **
         route_refresh(r);
         if (last == RFS_EWRONGGROUP && req->op == RAFTFS__KV_OP__KV_TXN &&
             route_txn_split(r, req, why) != 0) {
+            ro->split = true;
             rfs_errmsg_printf(errmsg, "%s", why);
             return RFS_EINVAL;
         }
@@ -554,9 +681,40 @@ int kv_route_call(struct kv_route *r, Raftfs__KvRequest *req, Raftfs__KvReply **
     }
     rfs_errmsg_printf(errmsg, "%s", why);
     if (last != RFS_ENOMEM) {
-        rfs_errmsg_wrapf(errmsg, "gave up after %u ms", r->timeout_ms);
+        rfs_errmsg_wrapf(errmsg, "gave up after %llu ms",
+                         (unsigned long long)(rpc_now_ms() - started));
     }
     return last;
+}
+
+int kv_route_groups(struct kv_route *r, const ProtobufCBinaryData *keys, size_t n, uint64_t *gids,
+                    uint64_t *version, char *errmsg)
+{
+    int rv = 0;
+    if (route_generation(r) == 0) {
+        route_refresh(r);
+    }
+    pthread_mutex_lock(&r->mu);
+    if (!r->have_cfg) {
+        rv = r->refresh_rv != 0 ? r->refresh_rv : RFS_EUNAVAIL;
+        rfs_errmsg_printf(errmsg, "%s",
+                          r->refresh_rv != 0 ? r->refresh_err
+                                             : "no configuration read from the meta group yet");
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            gids[i] = r->cfg.buckets[kv_bucket_of(keys[i].data, keys[i].len, r->cfg.nbuckets)];
+        }
+        if (version != NULL) {
+            *version = r->cfg.version;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rv;
+}
+
+void kv_route_refresh(struct kv_route *r)
+{
+    route_refresh(r);
 }
 
 int kv_route_locate(struct kv_route *r, const void *key, size_t klen, uint32_t *bucket,

@@ -12,6 +12,14 @@
 #include "rpc/rpc.h"
 #include "tools/tools.h"
 
+/* --txn: tags (the {tag} of a key) whose buckets are on each of two groups. */
+#define BENCH_TAGS 64
+struct bench_tags {
+    uint64_t gid[2];
+    unsigned n[2];
+    char tag[2][BENCH_TAGS][16];
+};
+
 struct bench_cfg {
     struct kv_client *c;
     unsigned clients;
@@ -20,6 +28,8 @@ struct bench_cfg {
     unsigned put_weight;
     unsigned get_weight;
     unsigned keys;
+    unsigned txn_groups; /* 0: puts and gets; 1 or 2: transactions of two keys on so many groups */
+    struct bench_tags tags;
 };
 
 struct bench_thread {
@@ -29,6 +39,7 @@ struct bench_thread {
     uint64_t *lat_us;
     unsigned long done;
     unsigned long errors;
+    unsigned long conflicts;
     char last_error[RFS_ERRMSG_SIZE];
     pthread_t thread;
 };
@@ -38,6 +49,32 @@ static uint64_t now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* One transaction writing two keys: both under one tag (one group), or under tags of two
+ * groups. */
+static int bench_txn(const struct bench_cfg *cfg, unsigned *seed, const char *value, char *errmsg)
+{
+    const struct bench_tags *t = &cfg->tags;
+    char k0[64], k1[64];
+    unsigned j = (unsigned)rand_r(seed) % cfg->keys;
+    const char *tag0, *tag1;
+    struct kv_txn_write w[2];
+    if (cfg->txn_groups == 1) {
+        unsigned g = (unsigned)rand_r(seed) % (t->n[1] > 0 ? 2 : 1);
+        tag0 = tag1 = t->tag[g][(unsigned)rand_r(seed) % t->n[g]];
+    } else {
+        tag0 = t->tag[0][(unsigned)rand_r(seed) % t->n[0]];
+        tag1 = t->tag[1][(unsigned)rand_r(seed) % t->n[1]];
+    }
+    memset(w, 0, sizeof w);
+    w[0].klen = (size_t)snprintf(k0, sizeof k0, "{%s}a%u", tag0, j);
+    w[0].key = k0;
+    w[1].klen = (size_t)snprintf(k1, sizeof k1, "{%s}b%u", tag1, j);
+    w[1].key = k1;
+    w[0].value = w[1].value = value;
+    w[0].vlen = w[1].vlen = cfg->value_size;
+    return kv_client_txn(cfg->c, NULL, 0, w, 2, errmsg);
 }
 
 static void *bench_main(void *data)
@@ -55,7 +92,13 @@ static void *bench_main(void *data)
         uint64_t t0 = now_us();
         int rv;
         int klen = snprintf(key, sizeof key, "bench-%u", (unsigned)rand_r(&seed) % cfg->keys);
-        if (is_put) {
+        if (cfg->txn_groups > 0) {
+            rv = bench_txn(cfg, &seed, value, errmsg);
+            if (rv == RFS_ECONFLICT) {
+                t->conflicts++;
+                continue;
+            }
+        } else if (is_put) {
             rv = kv_client_put(cfg->c, key, (size_t)klen, value, cfg->value_size, NULL, errmsg);
         } else {
             struct kv_client_value v;
@@ -81,17 +124,64 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Find tags for --txn: up to BENCH_TAGS whose buckets are on each of two groups (the first
+ * two met), by the latest configuration. Returns 0, or 2 after printing why. */
+static int bench_find_tags(struct bench_cfg *cfg)
+{
+    struct bench_tags *t = &cfg->tags;
+    char errmsg[RFS_ERRMSG_SIZE] = "";
+    for (unsigned i = 0; i < 4096 && (t->n[0] < BENCH_TAGS || t->n[1] < BENCH_TAGS); i++) {
+        char tag[16];
+        uint32_t bucket;
+        uint64_t gid, version;
+        int g;
+        snprintf(tag, sizeof tag, "t%u", i);
+        if (kv_client_locate(cfg->c, tag, strlen(tag), &bucket, &gid, &version, errmsg) != 0) {
+            fprintf(stderr, "raftfs bench: --txn: %s\n", errmsg);
+            return 2;
+        }
+        if (gid == 0) {
+            continue;
+        }
+        g = t->gid[0] == 0 || t->gid[0] == gid ? 0 : t->gid[1] == 0 || t->gid[1] == gid ? 1 : -1;
+        if (g < 0 || t->n[g] == BENCH_TAGS) {
+            continue;
+        }
+        t->gid[g] = gid;
+        snprintf(t->tag[g][t->n[g]++], sizeof t->tag[g][0], "%s", tag);
+    }
+    if (t->n[0] == 0 || (cfg->txn_groups == 2 && t->n[1] == 0)) {
+        fprintf(stderr,
+                "raftfs bench: --txn %u needs buckets on %u group(s) (raftfs meta "
+                "query)\n",
+                cfg->txn_groups, cfg->txn_groups);
+        return 2;
+    }
+    if (cfg->txn_groups == 1) {
+        printf("transactions of 2 keys under one tag each, on groups %llu and %llu\n",
+               (unsigned long long)t->gid[0], (unsigned long long)t->gid[1]);
+    } else {
+        printf("transactions of 2 keys, one on group %llu and one on group %llu\n",
+               (unsigned long long)t->gid[0], (unsigned long long)t->gid[1]);
+    }
+    return 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: raftfs bench --group A0,A1,A2 | --meta M0,M1,M2 [--clients C] [--ops N]\n"
-               "                    [--value-size B] [--mix PUT:GET] [--keys K]\n"
+               "                    [--value-size B] [--mix PUT:GET] [--keys K] [--txn 1|2]\n"
                "\n"
                "Runs C client threads (default 16) issuing N operations in all (default 20000)\n"
                "against one shard group (--group), or against every group of a sharded cluster,\n"
                "each key sent to its bucket's group (--meta; RAFTFS_META and RAFTFS_GROUP stand\n"
                "in for them): puts of B-byte values (default 128) and linearizable\n"
                "gets in the ratio PUT:GET (default 1:0, 'put' and 'get' also accepted), over K\n"
-               "keys (default 1000). Prints throughput and p50/p99/p999/max latency.\n");
+               "keys (default 1000). Prints throughput and p50/p99/p999/max latency.\n"
+               "--txn G (--meta only) replaces the puts and gets by transactions that write\n"
+               "two B-byte values: both keys on one group ({tag}s of one bucket: G = 1), or\n"
+               "one key on each of two groups (two-phase commit: G = 2). Conflicts (two\n"
+               "transactions on the same key at once) are counted, not timed.\n");
 }
 
 int tools_bench(int argc, char **argv)
@@ -104,6 +194,7 @@ int tools_bench(int argc, char **argv)
         {"value-size", required_argument, NULL, 'v'},
         {"mix", required_argument, NULL, 'm'},
         {"keys", required_argument, NULL, 'k'},
+        {"txn", required_argument, NULL, 'x'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -120,7 +211,7 @@ int tools_bench(int argc, char **argv)
     char errmsg[RFS_ERRMSG_SIZE] = "";
     struct bench_thread *threads;
     uint64_t *all;
-    unsigned long n_all = 0, errors = 0;
+    unsigned long n_all = 0, errors = 0, conflicts = 0;
     uint64_t t0, t1;
     int ch;
 
@@ -144,6 +235,13 @@ int tools_bench(int argc, char **argv)
                 break;
             case 'k':
                 cfg.keys = (unsigned)strtoul(optarg, NULL, 10);
+                break;
+            case 'x':
+                cfg.txn_groups = (unsigned)strtoul(optarg, NULL, 10);
+                if (cfg.txn_groups != 1 && cfg.txn_groups != 2) {
+                    fprintf(stderr, "raftfs bench: --txn takes 1 or 2 (groups per transaction)\n");
+                    return 2;
+                }
                 break;
             case 'm':
                 if (strcmp(optarg, "put") == 0) {
@@ -181,6 +279,15 @@ int tools_bench(int argc, char **argv)
         fprintf(stderr, "raftfs bench: %s\n", errmsg);
         return 2;
     }
+    if (cfg.txn_groups > 0 && meta == NULL) {
+        fprintf(stderr, "raftfs bench: --txn needs --meta\n");
+        kv_client_free(cfg.c);
+        return 2;
+    }
+    if (cfg.txn_groups > 0 && bench_find_tags(&cfg) != 0) {
+        kv_client_free(cfg.c);
+        return 2;
+    }
     threads = rfs_calloc(cfg.clients, sizeof *threads);
     all = rfs_malloc(cfg.ops * sizeof *all);
     if (threads == NULL || all == NULL) {
@@ -210,6 +317,7 @@ int tools_bench(int argc, char **argv)
         memcpy(all + n_all, threads[i].lat_us, threads[i].done * sizeof(uint64_t));
         n_all += threads[i].done;
         errors += threads[i].errors;
+        conflicts += threads[i].conflicts;
         if (threads[i].errors > 0) {
             fprintf(stderr, "client %u: %lu errors, last: %s\n", i, threads[i].errors,
                     threads[i].last_error);
@@ -218,8 +326,16 @@ int tools_bench(int argc, char **argv)
     }
     t1 = now_us();
     qsort(all, n_all, sizeof *all, cmp_u64);
-    printf("ops %lu  errors %lu  clients %u  value %zu B  mix %u:%u  time %.2f s\n", n_all, errors,
-           cfg.clients, cfg.value_size, cfg.put_weight, cfg.get_weight, (t1 - t0) / 1e6);
+    if (cfg.txn_groups > 0) {
+        printf("txns %lu  conflicts %lu  errors %lu  clients %u  value %zu B  groups per txn %u  "
+               "time %.2f s\n",
+               n_all, conflicts, errors, cfg.clients, cfg.value_size, cfg.txn_groups,
+               (t1 - t0) / 1e6);
+    } else {
+        printf("ops %lu  errors %lu  clients %u  value %zu B  mix %u:%u  time %.2f s\n", n_all,
+               errors, cfg.clients, cfg.value_size, cfg.put_weight, cfg.get_weight,
+               (t1 - t0) / 1e6);
+    }
     if (n_all > 0) {
         printf("throughput %.0f ops/s  latency ms: p50 %.2f  p99 %.2f  p999 %.2f  max %.2f\n",
                n_all / ((t1 - t0) / 1e6), all[n_all / 2] / 1e3, all[n_all * 99 / 100] / 1e3,

@@ -39,6 +39,12 @@ static void kv_usage(FILE *f)
                "  del KEY                 delete (missing key: exit 1)\n"
                "  cas KEY OLD NEW         store NEW if the value is OLD (else exit 1)\n"
                "  cas --absent KEY NEW    store NEW if the key does not exist\n"
+               "  txn                     run the transaction read from stdin, one command a\n"
+               "                          line: 'check KEY VERSION' (commit only if KEY is\n"
+               "                          still at VERSION, as get -v prints it; 0: absent),\n"
+               "                          'put KEY VALUE' (VALUE: the rest of the line),\n"
+               "                          'del KEY'; '#' comments. Keys may be on any groups.\n"
+               "                          Prints 'committed', or 'conflict on KEY' (exit 1)\n"
                "  scan [--limit N] START [END]  keys in [START, END), one 'key<TAB>value' a\n"
                "                          line (sharded: START needs a {tag}: one bucket)\n"
                "  locate [--buckets N] KEY  print 'bucket B group G (configuration V)' and\n"
@@ -206,6 +212,57 @@ static int kv_locate(struct kv_client *c, const char *key, char *meta, unsigned 
         return 0;
     }
     return print_group_addrs(meta, version, gid, timeout);
+}
+
+/* raftfs kv txn: the script on stdin. */
+static int kv_txn(struct kv_client *c)
+{
+    struct rfs_buf text = {NULL, 0};
+    struct kv_txn_script script;
+    char errmsg[RFS_ERRMSG_SIZE] = "";
+    const char *conflict;
+    int rv;
+
+    memset(&script, 0, sizeof script);
+    if (read_stdin(&text) != 0) {
+        fprintf(stderr, "raftfs kv txn: cannot read the script from stdin\n");
+        rfs_free(text.base);
+        return 2;
+    }
+    rv = kv_txn_script_parse(&script, text.base, text.len, errmsg);
+    rfs_free(text.base);
+    if (rv != 0) {
+        fprintf(stderr, "raftfs kv txn: %s\n", errmsg);
+        kv_txn_script_clear(&script);
+        return 2;
+    }
+    if (script.n_reads + script.n_writes == 0) {
+        fprintf(stderr, "raftfs kv txn: the script is empty (see --help)\n");
+        kv_txn_script_clear(&script);
+        return 2;
+    }
+    rv = kv_client_txn(c, script.reads, script.n_reads, script.writes, script.n_writes, errmsg);
+    kv_txn_script_clear(&script);
+    if (rv == 0) {
+        printf("committed\n");
+        return 0;
+    }
+    if (rv != RFS_ECONFLICT) {
+        return exit_code(rv, "txn", errmsg);
+    }
+    conflict = strstr(errmsg, "conflict on key ");
+    if (conflict != NULL) {
+        const char *key = conflict + strlen("conflict on key ");
+        size_t len = strcspn(key, " "); /* a script's keys hold no spaces */
+        if (len > 0 && key[len - 1] == ':') {
+            len--;
+        }
+        printf("conflict on %.*s\n", (int)len, key);
+    } else {
+        printf("conflict\n");
+        fprintf(stderr, "%s\n", errmsg);
+    }
+    return 1;
 }
 
 static int cmd_kv(int argc, char **argv)
@@ -446,6 +503,9 @@ static int cmd_kv(int argc, char **argv)
             fprintf(stderr, "(more keys follow; raise --limit or scan from the last key)\n");
         }
         kv_scan_result_clear(&res);
+    } else if (strcmp(cmd, "txn") == 0) {
+        NEED(0);
+        rc = kv_txn(c);
     } else if (strcmp(cmd, "locate") == 0) {
         rc = kv_locate(c, argv[optind], metabuf, nbuckets, (unsigned)timeout);
     } else if (strcmp(cmd, "status") == 0) {

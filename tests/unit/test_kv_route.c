@@ -353,7 +353,9 @@ static void test_group_that_never_serves_returns_wrong_group_naming_it(void **st
     pthread_mutex_unlock(&f->mu);
 }
 
-static void test_txn_across_groups_fails_at_once(void **state)
+/* Keys on two groups: two-phase commit, each group sent its part (tests/unit/test_txn_client.c
+ * covers the steps). */
+static void test_txn_across_groups_goes_to_each_group(void **state)
 {
     struct fixture *fx = *state;
     struct fake *f = &fx->fake;
@@ -368,15 +370,19 @@ static void test_txn_across_groups_fails_at_once(void **state)
     assert_int_not_equal(ba, bb);
     fake_set_all(f, 1, 1);
     pthread_mutex_lock(&f->mu);
-    f->buckets[bb] = 2; /* group 1 refuses the transaction: b is not its key */
+    f->serves[1] = f->serves[2] = true;
+    f->buckets[bb] = 2;
     pthread_mutex_unlock(&f->mu);
     fx->rc = fake_routed(f, 10000);
 
-    assert_int_equal(kv_client_txn(fx->rc, NULL, 0, w, 2, errmsg), RFS_EINVAL);
-    assert_non_null(strstr(errmsg, "hash tag"));
+    assert_int_equal(kv_client_txn(fx->rc, NULL, 0, w, 2, errmsg), 0);
     pthread_mutex_lock(&f->mu);
-    assert_int_equal(f->n_log[1], 1); /* routed by its first write, and not retried */
-    assert_int_equal(f->n_log[2], 0);
+    assert_int_equal(f->n_log[1], 2);
+    assert_int_equal(f->log[1][0].op, RAFTFS__KV_OP__KV_TXN_PREPARE);
+    assert_int_equal(f->log[1][1].op, RAFTFS__KV_OP__KV_TXN_COMMIT);
+    assert_int_equal(f->n_log[2], 2);
+    assert_int_equal(f->log[2][0].op, RAFTFS__KV_OP__KV_TXN_PREPARE);
+    assert_int_equal(f->log[2][1].op, RAFTFS__KV_OP__KV_TXN_COMMIT);
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -666,7 +672,7 @@ int main(void)
                                         teardown_fake),
         cmocka_unit_test_setup_teardown(test_group_that_never_serves_returns_wrong_group_naming_it,
                                         setup_fake, teardown_fake),
-        cmocka_unit_test_setup_teardown(test_txn_across_groups_fails_at_once, setup_fake,
+        cmocka_unit_test_setup_teardown(test_txn_across_groups_goes_to_each_group, setup_fake,
                                         teardown_fake),
         cmocka_unit_test_setup_teardown(test_routed_client_refuses_group_calls, setup_fake,
                                         teardown_fake),
