@@ -67,8 +67,9 @@ struct fake {
     uint64_t version;
     uint64_t buckets[NBUCKETS];
     fake_answer_fn answer;
-    unsigned calls; /* a counter for the answer functions */
     unsigned pending_checks;
+    bool k_locked;
+    Raftfs__TxnState check_state;
     Raftfs__LockInfo lock; /* what ELOCKED answers carry */
     struct logged log[LOG_MAX];
     unsigned n_log;
@@ -290,7 +291,6 @@ static void set_answer(struct fake *f, fake_answer_fn fn)
 {
     pthread_mutex_lock(&f->mu);
     f->answer = fn;
-    f->calls = 0;
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -387,10 +387,16 @@ static void locked(struct fake *f, Raftfs__KvReply *rep, const char *key)
 
 /* ---- meeting a lock ---- */
 
-/* k is locked until a COMMIT of it arrives; CHECK answers f->pending_checks PENDINGs, then
- * the state the test put in calls' place (COMMITTED unless aborted). */
-static bool k_locked = true;
-static Raftfs__TxnState check_state = RAFTFS__TXN_STATE__TXN_COMMITTED;
+/* The key is locked until a COMMIT or ABORT of it arrives; CHECK answers f->pending_checks
+ * PENDINGs, then f->check_state. */
+static void lock_script(struct fake *f, Raftfs__TxnState state, unsigned pending_checks)
+{
+    pthread_mutex_lock(&f->mu);
+    f->k_locked = true;
+    f->check_state = state;
+    f->pending_checks = pending_checks;
+    pthread_mutex_unlock(&f->mu);
+}
 
 static void answer_lock_on_k(struct fake *f, unsigned gid, const Raftfs__KvRequest *req,
                              Raftfs__KvReply *rep, bool *drop)
@@ -400,7 +406,7 @@ static void answer_lock_on_k(struct fake *f, unsigned gid, const Raftfs__KvReque
         case RAFTFS__KV_OP__KV_GET:
         case RAFTFS__KV_OP__KV_PUT:
             assert_int_equal(gid, 1);
-            if (k_locked) {
+            if (f->k_locked) {
                 locked(f, rep, "k");
             } else {
                 rep->found = true;
@@ -415,13 +421,13 @@ static void answer_lock_on_k(struct fake *f, unsigned gid, const Raftfs__KvReque
                 f->pending_checks--;
                 rep->txn_state = RAFTFS__TXN_STATE__TXN_PENDING;
             } else {
-                rep->txn_state = check_state;
+                rep->txn_state = f->check_state;
             }
             break;
         case RAFTFS__KV_OP__KV_TXN_COMMIT:
         case RAFTFS__KV_OP__KV_TXN_ABORT:
             assert_int_equal(gid, 1);
-            k_locked = false;
+            f->k_locked = false;
             break;
         default:
             rep->status = RFS_EPROTO;
@@ -435,8 +441,7 @@ static void test_get_meeting_committed_lock_rolls_it_forward_and_resends(void **
     struct kv_client_value v;
     char errmsg[RFS_ERRMSG_SIZE] = "";
 
-    k_locked = true;
-    check_state = RAFTFS__TXN_STATE__TXN_COMMITTED;
+    lock_script(f, RAFTFS__TXN_STATE__TXN_COMMITTED, 0);
     set_answer(f, answer_lock_on_k);
     routed(fx, 5000, KV_TXN_CRASH_NONE);
 
@@ -465,8 +470,7 @@ static void test_put_meeting_aborted_lock_rolls_it_back_and_resends_same_session
     struct fake *f = &fx->f;
     char errmsg[RFS_ERRMSG_SIZE] = "";
 
-    k_locked = true;
-    check_state = RAFTFS__TXN_STATE__TXN_ABORTED;
+    lock_script(f, RAFTFS__TXN_STATE__TXN_ABORTED, 0);
     set_answer(f, answer_lock_on_k);
     routed(fx, 5000, KV_TXN_CRASH_NONE);
 
@@ -488,12 +492,8 @@ static void test_pending_lock_is_waited_for_until_settled(void **state)
     struct kv_client_value v;
     char errmsg[RFS_ERRMSG_SIZE] = "";
 
-    k_locked = true;
-    check_state = RAFTFS__TXN_STATE__TXN_COMMITTED;
+    lock_script(f, RAFTFS__TXN_STATE__TXN_COMMITTED, 3);
     set_answer(f, answer_lock_on_k);
-    pthread_mutex_lock(&f->mu);
-    f->pending_checks = 3;
-    pthread_mutex_unlock(&f->mu);
     routed(fx, 5000, KV_TXN_CRASH_NONE);
 
     assert_int_equal(kv_client_get(fx->c, "k", 1, &v, errmsg), 0);
@@ -512,11 +512,8 @@ static void test_lock_pending_past_the_timeout_returns_locked_naming_it(void **s
     uint64_t took;
     unsigned gets = 0;
 
-    k_locked = true;
+    lock_script(f, RAFTFS__TXN_STATE__TXN_COMMITTED, 1000000);
     set_answer(f, answer_lock_on_k);
-    pthread_mutex_lock(&f->mu);
-    f->pending_checks = 1000000;
-    pthread_mutex_unlock(&f->mu);
     routed(fx, 400, KV_TXN_CRASH_NONE);
 
     t0 = now_ms();
@@ -663,19 +660,19 @@ static void test_conflict_at_the_primary_group_sends_nothing_more(void **state)
     assert_trace(f, "g1 PREPARE a,a");
 }
 
-/* Group 2's b is locked by transaction 7 (primary p, on group 2): CHECK says check_state;
+/* Group 2's b is locked by transaction 7 (primary p, on group 2): CHECK says f->check_state;
  * settling it unlocks b. */
 static void answer_b_locked(struct fake *f, unsigned gid, const Raftfs__KvRequest *req,
                             Raftfs__KvReply *rep, bool *drop)
 {
     (void)drop;
-    if (req->op == RAFTFS__KV_OP__KV_TXN_PREPARE && gid == 2 && k_locked) {
+    if (req->op == RAFTFS__KV_OP__KV_TXN_PREPARE && gid == 2 && f->k_locked) {
         locked(f, rep, "b");
     } else if (req->op == RAFTFS__KV_OP__KV_TXN_CHECK) {
         assert_int_equal(req->txn_id, 7);
-        rep->txn_state = check_state;
+        rep->txn_state = f->check_state;
     } else if (req->txn_id == 7) {
-        k_locked = false; /* the other transaction's key settled */
+        f->k_locked = false; /* the other transaction's key settled */
     }
 }
 
@@ -685,8 +682,7 @@ static void test_prepare_meeting_a_live_lock_gives_up_with_conflict(void **state
     struct fake *f = &fx->f;
     char errmsg[RFS_ERRMSG_SIZE] = "";
 
-    k_locked = true;
-    check_state = RAFTFS__TXN_STATE__TXN_PENDING;
+    lock_script(f, RAFTFS__TXN_STATE__TXN_PENDING, 0);
     set_answer(f, answer_b_locked);
     routed(fx, 5000, KV_TXN_CRASH_NONE);
     assert_int_equal(kv_client_txn(fx->c, NULL, 0, ab_writes, 2, errmsg), RFS_ECONFLICT);
@@ -701,8 +697,8 @@ static void test_prepare_meeting_an_expired_lock_settles_it_and_goes_on(void **s
     struct fake *f = &fx->f;
     char errmsg[RFS_ERRMSG_SIZE] = "";
 
-    k_locked = true;
-    check_state = RAFTFS__TXN_STATE__TXN_ABORTED; /* the check aborted it: its time was up */
+    /* The check aborts it: its time was up. */
+    lock_script(f, RAFTFS__TXN_STATE__TXN_ABORTED, 0);
     set_answer(f, answer_b_locked);
     routed(fx, 5000, KV_TXN_CRASH_NONE);
     assert_int_equal(kv_client_txn(fx->c, NULL, 0, ab_writes, 2, errmsg), 0);
