@@ -29,21 +29,17 @@
 #include "proto/raftfs.pb-c.h"
 #include "raft/raft.h"
 #include "tests/lib/cluster.h"
+#include "tests/lib/sharded.h"
 #include "tests/lib/workload.h"
 
-#define MAX_GROUPS     3
 #define LEADER_WAIT_MS 15000
 #define SETTLE_MS      30000
 #define NBUCKETS       64
 
 struct fixture {
     bool skipped;
-    struct cluster meta;
-    struct cluster g[MAX_GROUPS]; /* gid = index + 1 */
-    bool started[MAX_GROUPS];
-    bool down[MAX_GROUPS]; /* deliberately not running: not waited for */
-    struct kv_client *mc;  /* meta group */
-    struct kv_client *rc;  /* routed */
+    struct sharded s;
+    struct kv_client *rc; /* routed */
     struct workload w;
     bool workload_running;
 };
@@ -61,26 +57,6 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int client_new(struct kv_client **out, const char *list, uint64_t gid, bool routed)
-{
-    struct kv_client_options o;
-    char buf[512], errmsg[RFS_ERRMSG_SIZE];
-    memset(&o, 0, sizeof o);
-    snprintf(buf, sizeof buf, "%s", list);
-    if ((routed ? kv_client_parse_meta(buf, &o, errmsg)
-                : kv_client_parse_servers(buf, &o, errmsg)) != 0) {
-        return -1;
-    }
-    o.group_id = gid;
-    o.timeout_ms = 15000;
-    o.attempt_ms = 300;
-    if (kv_client_new(out, &o, errmsg) != 0) {
-        fprintf(stderr, "client: %s\n", errmsg);
-        return -1;
-    }
-    return 0;
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
@@ -91,12 +67,9 @@ static int setup(void **state)
         printf("SKIPPED: %s\n", why);
         return 0;
     }
-    if (cluster_start_binary(&f->meta, "raftfs-meta", 1, false, NULL, errmsg) != 0) {
-        fprintf(stderr, "meta start failed: %s\n", errmsg);
-        return -1;
-    }
-    if (client_new(&f->mc, f->meta.group, META_GROUP_ID, false) != 0 ||
-        client_new(&f->rc, f->meta.group, 0, true) != 0) {
+    if (sharded_start(&f->s, errmsg) != 0 ||
+        sharded_client(&f->rc, f->s.meta.group, 0, true, 15000, errmsg) != 0) {
+        fprintf(stderr, "setup: %s\n", errmsg);
         return -1;
     }
     return 0;
@@ -105,21 +78,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    int bad = 0;
+    int bad;
     if (f->workload_running) {
         workload_stop(&f->w);
     }
     workload_free(&f->w);
     kv_client_free(f->rc);
-    kv_client_free(f->mc);
-    for (unsigned i = 0; i < MAX_GROUPS; i++) {
-        if (f->started[i]) {
-            bad += cluster_sanitizer_errors(&f->g[i]);
-            cluster_destroy(&f->g[i]);
-        }
-    }
-    bad += cluster_sanitizer_errors(&f->meta);
-    cluster_destroy(&f->meta);
+    bad = sharded_destroy(&f->s);
     free(f);
     return bad == 0 ? 0 : -1;
 }
@@ -135,29 +100,16 @@ static int teardown(void **state)
 static void start_group(struct fixture *f, uint64_t gid, unsigned n, bool proxied,
                         const char *extra)
 {
-    char flags[256], errmsg[RFS_ERRMSG_SIZE];
-    int w = snprintf(flags, sizeof flags, "--gid %llu --meta %.120s%s%.80s",
-                     (unsigned long long)gid, f->meta.group, extra ? " " : "", extra ? extra : "");
-    assert_true(w > 0 && (size_t)w < sizeof flags);
-    if (cluster_start(&f->g[gid - 1], n, proxied, flags, errmsg) != 0) {
+    char errmsg[RFS_ERRMSG_SIZE];
+    if (sharded_start_group(&f->s, gid, n, proxied, extra, errmsg) != 0) {
         fail_msg("group %llu: %s", (unsigned long long)gid, errmsg);
     }
-    f->started[gid - 1] = true;
-    assert_true(cluster_wait_leader(&f->g[gid - 1], LEADER_WAIT_MS) >= 0);
 }
 
 static void join(struct fixture *f, uint64_t gid)
 {
-    struct meta_group_info g;
-    char list[512], *addrs[CLUSTER_MAX], *save = NULL, errmsg[RFS_ERRMSG_SIZE];
-    snprintf(list, sizeof list, "%s", f->g[gid - 1].group);
-    g.gid = gid;
-    g.n_addrs = 0;
-    g.addrs = addrs;
-    for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        addrs[g.n_addrs++] = t;
-    }
-    if (meta_client_join(f->mc, &g, 1, NULL, errmsg) != 0) {
+    char errmsg[RFS_ERRMSG_SIZE];
+    if (sharded_join(&f->s, gid, errmsg) != 0) {
         fail_msg("join %llu: %s", (unsigned long long)gid, errmsg);
     }
 }
@@ -165,7 +117,7 @@ static void join(struct fixture *f, uint64_t gid)
 static void leave(struct fixture *f, uint64_t gid)
 {
     char errmsg[RFS_ERRMSG_SIZE];
-    if (meta_client_leave(f->mc, gid, NULL, errmsg) != 0) {
+    if (sharded_leave(&f->s, gid, errmsg) != 0) {
         fail_msg("leave %llu: %s", (unsigned long long)gid, errmsg);
     }
 }
@@ -173,61 +125,25 @@ static void leave(struct fixture *f, uint64_t gid)
 static void move(struct fixture *f, uint32_t first, uint32_t last, uint64_t gid)
 {
     char errmsg[RFS_ERRMSG_SIZE];
-    if (meta_client_move(f->mc, first, last, gid, NULL, errmsg) != 0) {
+    if (sharded_move(&f->s, first, last, gid, errmsg) != 0) {
         fail_msg("move %u-%u %llu: %s", first, last, (unsigned long long)gid, errmsg);
     }
 }
 
 static uint64_t latest_version(struct fixture *f)
 {
-    struct meta_config cfg;
     char errmsg[RFS_ERRMSG_SIZE];
-    uint64_t v;
-    if (meta_client_query(f->mc, true, 0, &cfg, errmsg) != 0) {
+    uint64_t v = 0;
+    if (sharded_latest_version(&f->s, &v, errmsg) != 0) {
         fail_msg("query: %s", errmsg);
     }
-    v = cfg.version;
-    meta_config_clear(&cfg);
     return v;
-}
-
-/* The shard state of group gid (NULL if it did not answer). */
-static Raftfs__ShardState *shard_state(struct fixture *f, uint64_t gid)
-{
-    struct kv_client *c;
-    struct rfs_buf out = {NULL, 0};
-    Raftfs__ShardState *st = NULL;
-    char errmsg[RFS_ERRMSG_SIZE];
-    if (client_new(&c, f->g[gid - 1].group, gid, false) != 0) {
-        return NULL;
-    }
-    if (kv_client_call_value(c, RAFTFS__KV_OP__KV_SHARD_STATE, NULL, 0, false, &out, errmsg) == 0) {
-        st = raftfs__shard_state__unpack(NULL, out.len, out.base);
-    }
-    rfs_free(out.base);
-    kv_client_free(c);
-    return st;
-}
-
-/* Whether group gid applied `version` and has no bucket in flight. */
-static bool group_settled(struct fixture *f, uint64_t gid, uint64_t version)
-{
-    Raftfs__ShardState *st = shard_state(f, gid);
-    bool ok = st != NULL && st->version == version;
-    for (size_t b = 0; ok && b < st->n_states; b++) {
-        ok = st->states[b] == RAFTFS__BUCKET_STATE__BUCKET_SERVING ||
-             st->states[b] == RAFTFS__BUCKET_STATE__BUCKET_NOT_OWNED;
-    }
-    if (st != NULL) {
-        raftfs__shard_state__free_unpacked(st, NULL);
-    }
-    return ok;
 }
 
 /* How many of group gid's buckets are on their way in (PULLING or GC_OWNER). */
 static unsigned in_flight(struct fixture *f, uint64_t gid)
 {
-    Raftfs__ShardState *st = shard_state(f, gid);
+    Raftfs__ShardState *st = sharded_state(&f->s, gid);
     unsigned n = 0;
     for (size_t b = 0; st != NULL && b < st->n_states; b++) {
         n += st->states[b] == RAFTFS__BUCKET_STATE__BUCKET_PULLING ||
@@ -245,7 +161,7 @@ static void wait_applied(struct fixture *f, uint64_t gid)
     uint64_t version = latest_version(f);
     uint64_t deadline = now_ms() + SETTLE_MS;
     for (;;) {
-        Raftfs__ShardState *st = shard_state(f, gid);
+        Raftfs__ShardState *st = sharded_state(&f->s, gid);
         bool ok = st != NULL && st->version >= version;
         if (st != NULL) {
             raftfs__shard_state__free_unpacked(st, NULL);
@@ -264,28 +180,9 @@ static void wait_applied(struct fixture *f, uint64_t gid)
 /* Wait until every running group has applied the latest configuration and settled. */
 static void wait_settled(struct fixture *f)
 {
-    uint64_t version = latest_version(f);
-    uint64_t deadline = now_ms() + SETTLE_MS;
-    for (;;) {
-        bool all = true;
-        for (unsigned i = 0; i < MAX_GROUPS && all; i++) {
-            if (f->started[i] && !f->down[i]) {
-                all = group_settled(f, i + 1, version);
-            }
-        }
-        if (all) {
-            return;
-        }
-        if (now_ms() > deadline) {
-            for (unsigned i = 0; i < MAX_GROUPS; i++) {
-                if (f->started[i]) {
-                    cluster_dump_logs(&f->g[i]);
-                }
-            }
-            fail_msg("groups did not settle at configuration %llu within %d ms",
-                     (unsigned long long)version, SETTLE_MS);
-        }
-        sleep_ms(50);
+    char errmsg[RFS_ERRMSG_SIZE];
+    if (sharded_wait_settled(&f->s, SETTLE_MS, errmsg) != 0) {
+        fail_msg("%s", errmsg);
     }
 }
 
@@ -325,7 +222,7 @@ static uint64_t owner_of(struct fixture *f, const char *key)
     struct meta_config cfg;
     char errmsg[RFS_ERRMSG_SIZE];
     uint64_t gid;
-    assert_int_equal(meta_client_query(f->mc, true, 0, &cfg, errmsg), 0);
+    assert_int_equal(meta_client_query(f->s.mc, true, 0, &cfg, errmsg), 0);
     gid = cfg.buckets[kv_bucket_of(key, strlen(key), cfg.nbuckets)];
     meta_config_clear(&cfg);
     return gid;
@@ -334,18 +231,11 @@ static uint64_t owner_of(struct fixture *f, const char *key)
 /* A get straight to group gid with a short timeout: 0, or the error code. */
 static int get_from(struct fixture *f, uint64_t gid, const char *key, unsigned timeout_ms)
 {
-    struct kv_client_options o;
     struct kv_client *c;
     struct kv_client_value v;
-    char buf[512], errmsg[RFS_ERRMSG_SIZE];
+    char errmsg[RFS_ERRMSG_SIZE];
     int rv;
-    memset(&o, 0, sizeof o);
-    snprintf(buf, sizeof buf, "%s", f->g[gid - 1].group);
-    assert_int_equal(kv_client_parse_servers(buf, &o, errmsg), 0);
-    o.group_id = gid;
-    o.timeout_ms = timeout_ms;
-    o.attempt_ms = 200;
-    assert_int_equal(kv_client_new(&c, &o, errmsg), 0);
+    assert_int_equal(sharded_client(&c, f->s.g[gid - 1].group, gid, false, timeout_ms, errmsg), 0);
     rv = kv_client_get(c, key, strlen(key), &v, errmsg);
     if (rv == 0) {
         kv_client_value_clear(&v);
@@ -380,8 +270,8 @@ static void test_join_leave(void **state)
     leave(f, 1);
     wait_settled(f);
     /* Group 1 is gone from the configuration: kill it; every key must be at group 2. */
-    cluster_destroy(&f->g[0]);
-    f->started[0] = false;
+    cluster_destroy(&f->s.g[0]);
+    f->s.started[0] = false;
     check_keys(f, "k", 40, "b");
 }
 
@@ -397,8 +287,8 @@ static void test_static_buckets(void **state)
     join(f, 2);
     wait_settled(f);
     put_keys(f, "s", 30, "a");
-    cluster_signal(&f->g[1], 0, SIGKILL);
-    f->down[1] = true;
+    cluster_signal(&f->s.g[1], 0, SIGKILL);
+    f->s.down[1] = true;
     for (unsigned i = 0; i < 30; i++) {
         char key[16];
         snprintf(key, sizeof key, "s%u", i);
@@ -408,8 +298,8 @@ static void test_static_buckets(void **state)
         }
     }
     assert_true(served > 0);
-    assert_int_equal(cluster_start_server(&f->g[1], 0, NULL), 0);
-    f->down[1] = false;
+    assert_int_equal(cluster_start_server(&f->s.g[1], 0, NULL), 0);
+    f->s.down[1] = false;
     check_keys(f, "s", 30, "a");
 }
 
@@ -430,11 +320,11 @@ static void test_unaffected_and_partial(void **state)
     join(f, 1);
     wait_settled(f);
     put_keys(f, "u", 60, "a");
-    cluster_signal(&f->g[2], 0, SIGKILL); /* group 3 is down before it can pull */
-    f->down[2] = true;
+    cluster_signal(&f->s.g[2], 0, SIGKILL); /* group 3 is down before it can pull */
+    f->s.down[2] = true;
     for (unsigned i = 0; i < 2; i++) {
         char *save = NULL;
-        snprintf(lists[i], sizeof lists[i], "%s", f->g[i + 1].group);
+        snprintf(lists[i], sizeof lists[i], "%s", f->s.g[i + 1].group);
         gs[i].gid = i + 2;
         gs[i].n_addrs = 0;
         gs[i].addrs = addrs[i];
@@ -442,7 +332,7 @@ static void test_unaffected_and_partial(void **state)
             addrs[i][gs[i].n_addrs++] = t;
         }
     }
-    assert_int_equal(meta_client_join(f->mc, gs, 2, NULL, errmsg), 0);
+    assert_int_equal(meta_client_join(f->s.mc, gs, 2, NULL, errmsg), 0);
     wait_applied(f, 1);
     for (unsigned i = 0; i < 60; i++) {
         char key[16], val[16];
@@ -465,8 +355,8 @@ static void test_unaffected_and_partial(void **state)
     printf("%u keys on buckets that stayed, %u moved to the live group, %u stuck\n", kept, moved,
            stuck);
     assert_true(stuck > 0 && moved > 0 && kept > 0);
-    assert_int_equal(cluster_start_server(&f->g[2], 0, NULL), 0);
-    f->down[2] = false;
+    assert_int_equal(cluster_start_server(&f->s.g[2], 0, NULL), 0);
+    f->s.down[2] = false;
     wait_settled(f);
     for (unsigned i = 0; i < 60; i++) {
         char key[16], val[16];
@@ -529,7 +419,7 @@ static void test_gc_shrinks_storage(void **state)
         snprintf(key, sizeof key, "g%u", i);
         assert_int_equal(kv_client_put(f->rc, key, strlen(key), val, sizeof val, NULL, errmsg), 0);
     }
-    snprintf(path, sizeof path, "%s/s0/db", f->g[0].dir);
+    snprintf(path, sizeof path, "%s/s0/db", f->s.g[0].dir);
     before = dir_bytes(path);
     move(f, 0, NBUCKETS - 1, 2);
     wait_settled(f);
@@ -567,12 +457,12 @@ static void test_snapshot_restart(void **state)
     wait_settled(f);
     for (unsigned g = 0; g < 2; g++) {
         for (unsigned i = 0; i < 3; i++) {
-            assert_int_equal(cluster_stop_server(&f->g[g], i), 0);
+            assert_int_equal(cluster_stop_server(&f->s.g[g], i), 0);
         }
     }
     for (unsigned g = 0; g < 2; g++) {
         for (unsigned i = 0; i < 3; i++) {
-            assert_int_equal(cluster_start_server(&f->g[g], i, NULL), 0);
+            assert_int_equal(cluster_start_server(&f->s.g[g], i, NULL), 0);
         }
     }
     check_keys(f, "p", 30, "b");
@@ -594,7 +484,7 @@ static void test_missed_changes(void **state)
     join(f, 1);
     wait_settled(f);
     put_keys(f, "m", 30, "a");
-    cluster_signal(&f->g[0], 0, SIGKILL);
+    cluster_signal(&f->s.g[0], 0, SIGKILL);
     join(f, 2);
     put_keys(f, "m", 30, "b");
     leave(f, 2);
@@ -603,10 +493,11 @@ static void test_missed_changes(void **state)
     move(f, 10, 30, 2);
     put_keys(f, "m", 30, "c");
     wait_settled(f);
-    assert_int_equal(cluster_start_server(&f->g[0], 0, NULL), 0);
+    assert_int_equal(cluster_start_server(&f->s.g[0], 0, NULL), 0);
     sleep_ms(1500);
     /* Server 0 plus one other must now hold everything. */
-    cluster_signal(&f->g[0], cluster_wait_leader(&f->g[0], LEADER_WAIT_MS) == 1 ? 2 : 1, SIGKILL);
+    cluster_signal(&f->s.g[0], cluster_wait_leader(&f->s.g[0], LEADER_WAIT_MS) == 1 ? 2 : 1,
+                   SIGKILL);
     check_keys(f, "m", 30, "c");
 }
 
@@ -636,10 +527,10 @@ static void moves_under_load(struct fixture *f, bool unreliable, bool kill_leade
     join(f, 2);
     wait_settled(f);
     if (unreliable) {
-        assert_int_equal(cluster_all_links(&f->g[0], "drop %s 5"), 0);
-        assert_int_equal(cluster_all_links(&f->g[1], "drop %s 5"), 0);
+        assert_int_equal(cluster_all_links(&f->s.g[0], "drop %s 5"), 0);
+        assert_int_equal(cluster_all_links(&f->s.g[1], "drop %s 5"), 0);
     }
-    assert_int_equal(workload_start_on(&f->w, f->meta.group, true, 4, 8, 8000), 0);
+    assert_int_equal(workload_start_on(&f->w, f->s.meta.group, true, 4, 8, 8000), 0);
     f->workload_running = true;
     for (unsigned round = 0; round < 4; round++) {
         move(f, 0, NBUCKETS - 1, round % 2 == 0 ? 2 : 1);
@@ -647,14 +538,14 @@ static void moves_under_load(struct fixture *f, bool unreliable, bool kill_leade
             int l1, l2;
             sleep_ms(30);
             mid_migration += in_flight(f, round % 2 == 0 ? 2 : 1) > 0;
-            l1 = cluster_wait_leader(&f->g[0], LEADER_WAIT_MS);
-            l2 = cluster_wait_leader(&f->g[1], LEADER_WAIT_MS);
+            l1 = cluster_wait_leader(&f->s.g[0], LEADER_WAIT_MS);
+            l2 = cluster_wait_leader(&f->s.g[1], LEADER_WAIT_MS);
             assert_true(l1 >= 0 && l2 >= 0);
-            cluster_signal(&f->g[0], (unsigned)l1, SIGKILL);
-            cluster_signal(&f->g[1], (unsigned)l2, SIGKILL);
+            cluster_signal(&f->s.g[0], (unsigned)l1, SIGKILL);
+            cluster_signal(&f->s.g[1], (unsigned)l2, SIGKILL);
             sleep_ms(400);
-            assert_int_equal(cluster_start_server(&f->g[0], (unsigned)l1, NULL), 0);
-            assert_int_equal(cluster_start_server(&f->g[1], (unsigned)l2, NULL), 0);
+            assert_int_equal(cluster_start_server(&f->s.g[0], (unsigned)l1, NULL), 0);
+            assert_int_equal(cluster_start_server(&f->s.g[1], (unsigned)l2, NULL), 0);
         } else {
             sleep_ms(300);
         }
@@ -666,8 +557,8 @@ static void moves_under_load(struct fixture *f, bool unreliable, bool kill_leade
         assert_true(mid_migration > 0);
     }
     if (unreliable) {
-        assert_int_equal(cluster_heal(&f->g[0]), 0);
-        assert_int_equal(cluster_heal(&f->g[1]), 0);
+        assert_int_equal(cluster_heal(&f->s.g[0]), 0);
+        assert_int_equal(cluster_heal(&f->s.g[1]), 0);
     }
     sleep_ms(300);
     workload_stop(&f->w);
@@ -676,8 +567,8 @@ static void moves_under_load(struct fixture *f, bool unreliable, bool kill_leade
            (unsigned long)f->w.failed);
     assert_true(f->w.ok > 20);
     if (workload_check(&f->w, explain, sizeof explain) != 0) {
-        cluster_dump_logs(&f->g[0]);
-        cluster_dump_logs(&f->g[1]);
+        cluster_dump_logs(&f->s.g[0]);
+        cluster_dump_logs(&f->s.g[1]);
         fail_msg("not linearizable: %s", explain);
     }
     for (unsigned i = 0; i < 300; i += 7) {

@@ -36,6 +36,7 @@
 #include "meta/meta.h"
 #include "proto/raftfs.pb-c.h"
 #include "tests/lib/cluster.h"
+#include "tests/lib/sharded.h"
 
 #define NBUCKETS       64
 #define N_ACCTS        8
@@ -52,10 +53,7 @@
 
 struct fixture {
     bool skipped;
-    struct cluster meta;
-    struct cluster g[2]; /* gid = index + 1 */
-    bool started[2];
-    struct kv_client *mc; /* meta group */
+    struct sharded s;
     struct kv_client *rc; /* routed */
     char acct[N_ACCTS][16];
 };
@@ -107,8 +105,8 @@ static int setup(void **state)
         printf("SKIPPED: %s\n", why);
         return 0;
     }
-    if (cluster_start_binary(&f->meta, "raftfs-meta", 1, false, NULL, errmsg) != 0) {
-        fprintf(stderr, "meta start failed: %s\n", errmsg);
+    if (sharded_start(&f->s, errmsg) != 0) {
+        fprintf(stderr, "setup: %s\n", errmsg);
         return -1;
     }
     return 0;
@@ -117,23 +115,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    int bad = 0;
+    int bad;
     kv_client_free(f->rc);
-    kv_client_free(f->mc);
-    for (unsigned i = 0; i < 2; i++) {
-        if (f->started[i]) {
-            for (unsigned j = 0; j < f->g[i].n; j++) {
-                cluster_stop_server(&f->g[i], j); /* so LeakSanitizer reports reach the logs */
-            }
-            bad += cluster_sanitizer_errors(&f->g[i]);
-            cluster_destroy(&f->g[i]);
-        }
-    }
-    if (!f->skipped) {
-        cluster_stop_server(&f->meta, 0);
-        bad += cluster_sanitizer_errors(&f->meta);
-    }
-    cluster_destroy(&f->meta);
+    bad = sharded_destroy(&f->s);
     free(f);
     return bad == 0 ? 0 : -1;
 }
@@ -147,67 +131,19 @@ static int teardown(void **state)
 
 /* ---- the cluster ---- */
 
-static Raftfs__ShardState *shard_state(struct fixture *f, uint64_t gid)
-{
-    struct kv_client *c = client_new(f->g[gid - 1].group, gid, false, 0, KV_TXN_CRASH_NONE);
-    struct rfs_buf out = {NULL, 0};
-    Raftfs__ShardState *st = NULL;
-    char errmsg[RFS_ERRMSG_SIZE];
-    if (kv_client_call_value(c, RAFTFS__KV_OP__KV_SHARD_STATE, NULL, 0, false, &out, errmsg) == 0) {
-        st = raftfs__shard_state__unpack(NULL, out.len, out.base);
-    }
-    rfs_free(out.base);
-    kv_client_free(c);
-    return st;
-}
-
-static uint64_t latest_version(struct fixture *f)
-{
-    struct meta_config cfg;
-    char errmsg[RFS_ERRMSG_SIZE];
-    uint64_t v;
-    if (meta_client_query(f->mc, true, 0, &cfg, errmsg) != 0) {
-        fail_msg("query: %s", errmsg);
-    }
-    v = cfg.version;
-    meta_config_clear(&cfg);
-    return v;
-}
-
 /* Wait until both groups have applied the latest configuration with no bucket in flight. */
 static void wait_settled(struct fixture *f)
 {
-    uint64_t version = latest_version(f);
-    uint64_t deadline = now_ms() + SETTLE_MS;
-    for (;;) {
-        bool all = true;
-        for (uint64_t gid = 1; gid <= 2 && all; gid++) {
-            Raftfs__ShardState *st = shard_state(f, gid);
-            all = st != NULL && st->version == version;
-            for (size_t b = 0; all && b < st->n_states; b++) {
-                all = st->states[b] == RAFTFS__BUCKET_STATE__BUCKET_SERVING ||
-                      st->states[b] == RAFTFS__BUCKET_STATE__BUCKET_NOT_OWNED;
-            }
-            if (st != NULL) {
-                raftfs__shard_state__free_unpacked(st, NULL);
-            }
-        }
-        if (all) {
-            return;
-        }
-        if (now_ms() > deadline) {
-            cluster_dump_logs(&f->g[0]);
-            cluster_dump_logs(&f->g[1]);
-            fail_msg("groups did not settle at configuration %llu", (unsigned long long)version);
-        }
-        sleep_ms(50);
+    char errmsg[RFS_ERRMSG_SIZE];
+    if (sharded_wait_settled(&f->s, SETTLE_MS, errmsg) != 0) {
+        fail_msg("%s", errmsg);
     }
 }
 
 static void move(struct fixture *f, uint32_t first, uint32_t last, uint64_t gid)
 {
     char errmsg[RFS_ERRMSG_SIZE];
-    if (meta_client_move(f->mc, first, last, gid, NULL, errmsg) != 0) {
+    if (sharded_move(&f->s, first, last, gid, errmsg) != 0) {
         fail_msg("move %u-%u %llu: %s", first, last, (unsigned long long)gid, errmsg);
     }
 }
@@ -238,25 +174,11 @@ static void bank_open(struct fixture *f, unsigned n, bool proxied)
 {
     char errmsg[RFS_ERRMSG_SIZE];
     unsigned on[3] = {0, 0, 0};
-    f->mc = client_new(f->meta.group, META_GROUP_ID, false, 0, KV_TXN_CRASH_NONE);
-    f->rc = client_new(f->meta.group, 0, true, 0, KV_TXN_CRASH_NONE);
+    f->rc = client_new(f->s.meta.group, 0, true, 0, KV_TXN_CRASH_NONE);
     for (uint64_t gid = 1; gid <= 2; gid++) {
-        char flags[256];
-        char *addrs[CLUSTER_MAX], list[512], *save = NULL;
-        struct meta_group_info g = {.gid = gid, .n_addrs = 0, .addrs = addrs};
-        snprintf(flags, sizeof flags, "--gid %llu --meta %.200s", (unsigned long long)gid,
-                 f->meta.group);
-        f->started[gid - 1] = true;
-        if (cluster_start(&f->g[gid - 1], n, proxied, flags, errmsg) != 0) {
+        if (sharded_start_group(&f->s, gid, n, proxied, NULL, errmsg) != 0 ||
+            sharded_join(&f->s, gid, errmsg) != 0) {
             fail_msg("group %llu: %s", (unsigned long long)gid, errmsg);
-        }
-        assert_true(cluster_wait_leader(&f->g[gid - 1], LEADER_WAIT_MS) >= 0);
-        snprintf(list, sizeof list, "%s", f->g[gid - 1].group);
-        for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-            addrs[g.n_addrs++] = t;
-        }
-        if (meta_client_join(f->mc, &g, 1, NULL, errmsg) != 0) {
-            fail_msg("join %llu: %s", (unsigned long long)gid, errmsg);
         }
     }
     move(f, 0, 31, 1);
@@ -334,7 +256,7 @@ static void assert_no_locks(struct fixture *f)
         assert_int_equal(kv_client_locate(f->rc, f->acct[i], strlen(f->acct[i]), &bucket, &gid,
                                           &version, errmsg),
                          0);
-        c = client_new(f->g[gid - 1].group, gid, false, 0, KV_TXN_CRASH_NONE);
+        c = client_new(f->s.g[gid - 1].group, gid, false, 0, KV_TXN_CRASH_NONE);
         rv = kv_client_get(c, f->acct[i], strlen(f->acct[i]), &v, errmsg);
         kv_client_free(c);
         if (rv != 0) {
@@ -380,7 +302,7 @@ static void *transfer_main(void *data)
     struct bank_worker *w = data;
     struct bank *b = w->b;
     struct fixture *f = b->f;
-    struct kv_client *c = client_new(f->meta.group, 0, true, 0, KV_TXN_CRASH_NONE);
+    struct kv_client *c = client_new(f->s.meta.group, 0, true, 0, KV_TXN_CRASH_NONE);
     unsigned seed = w->index * 7919u + 11;
     while (!atomic_load(&b->stop)) {
         unsigned i = (unsigned)rand_r(&seed) % N_ACCTS;
@@ -435,7 +357,7 @@ static void *reader_main(void *data)
     struct bank_worker *w = data;
     struct bank *b = w->b;
     struct fixture *f = b->f;
-    struct kv_client *c = client_new(f->meta.group, 0, true, 0, KV_TXN_CRASH_NONE);
+    struct kv_client *c = client_new(f->s.meta.group, 0, true, 0, KV_TXN_CRASH_NONE);
     while (!atomic_load(&b->stop)) {
         struct kv_txn_read r[N_ACCTS];
         long bal[N_ACCTS], sum = 0;
@@ -494,10 +416,10 @@ static void bank_run(struct fixture *f, enum bank_fault fault)
          * with probability 5/1000. */
         for (unsigned g = 0; g < 2; g++) {
             char reply[128];
-            assert_int_equal(cluster_all_links(&f->g[g], "drop %s 5"), 0);
-            for (unsigned i = 0; i < f->g[g].n; i++) {
+            assert_int_equal(cluster_all_links(&f->s.g[g], "drop %s 5"), 0);
+            for (unsigned i = 0; i < f->s.g[g].n; i++) {
                 assert_int_equal(
-                    proxy_ctl_cmd(&f->g[g].proxy, reply, sizeof reply, "drop c%u 5", i), 0);
+                    proxy_ctl_cmd(&f->s.g[g].proxy, reply, sizeof reply, "drop c%u 5", i), 0);
             }
         }
     }
@@ -516,7 +438,7 @@ static void bank_run(struct fixture *f, enum bank_fault fault)
     end = t0 + RUN_MS;
     while (now_ms() < end) {
         if (fault == BANK_KILL_LEADERS) {
-            struct cluster *g = &f->g[kills % 2];
+            struct cluster *g = &f->s.g[kills % 2];
             int l;
             sleep_ms(800);
             l = cluster_wait_leader(g, LEADER_WAIT_MS);
@@ -547,8 +469,8 @@ static void bank_run(struct fixture *f, enum bank_fault fault)
         printf("last failure: %s\n", b.last_error);
     }
     if (fault == BANK_DROPS) {
-        assert_int_equal(cluster_heal(&f->g[0]), 0);
-        assert_int_equal(cluster_heal(&f->g[1]), 0);
+        assert_int_equal(cluster_heal(&f->s.g[0]), 0);
+        assert_int_equal(cluster_heal(&f->s.g[1]), 0);
     }
     if (fault == BANK_MOVES) {
         wait_settled(f);
@@ -612,8 +534,8 @@ static void test_coordinator_dies_between_steps(void **state)
     bank_open(f, 1, false);
     two_accounts(f, &x, &y);
     for (unsigned p = 0; p < sizeof points / sizeof points[0]; p++) {
-        struct kv_client *dying = client_new(f->meta.group, 0, true, 300, points[p]);
-        struct kv_client *reader = client_new(f->meta.group, 0, true, 0, KV_TXN_CRASH_NONE);
+        struct kv_client *dying = client_new(f->s.meta.group, 0, true, 300, points[p]);
+        struct kv_client *reader = client_new(f->s.meta.group, 0, true, 0, KV_TXN_CRASH_NONE);
         bool committed = points[p] >= KV_TXN_CRASH_AFTER_PRIMARY_COMMIT;
         char errmsg[RFS_ERRMSG_SIZE] = "", vx[24], vy[24];
         long bx, by, before[N_ACCTS], after[N_ACCTS];
@@ -685,14 +607,14 @@ static void test_conflicting_transactions_one_commits(void **state)
     SKIP_IF_NEEDED(f);
     bank_open(f, 1, false);
     two_accounts(f, &x, &y);
-    c[0] = client_new(f->meta.group, 0, true, 1000, KV_TXN_CRASH_NONE);
-    c[1] = client_new(f->meta.group, 0, true, 1000, KV_TXN_CRASH_NONE);
+    c[0] = client_new(f->s.meta.group, 0, true, 1000, KV_TXN_CRASH_NONE);
+    c[1] = client_new(f->s.meta.group, 0, true, 1000, KV_TXN_CRASH_NONE);
 
     /* Interleaved by the hook: a transaction holding x (its coordinator gone) makes another
      * on x give up at once, naming x; after the first one's ttl, it goes through. */
     {
         struct kv_client *dying =
-            client_new(f->meta.group, 0, true, 1000, KV_TXN_CRASH_AFTER_PRIMARY_PREPARE);
+            client_new(f->s.meta.group, 0, true, 1000, KV_TXN_CRASH_AFTER_PRIMARY_PREPARE);
         long bx, by;
         uint64_t verx, very;
         struct kv_txn_read r[2];
@@ -774,14 +696,14 @@ static int cli(struct fixture *f, const char *args, const char *input, char *out
     int st;
     if (input != NULL) {
         FILE *in;
-        snprintf(in_path, sizeof in_path, "%s/cli-input", f->meta.dir);
+        snprintf(in_path, sizeof in_path, "%s/cli-input", f->s.meta.dir);
         in = fopen(in_path, "w");
         assert_non_null(in);
         fputs(input, in);
         fclose(in);
     }
     snprintf(cmd, sizeof cmd, "timeout 30 %s/raftfs kv --meta %s --timeout 5000 %s < %s",
-             f->meta.bin_dir, f->meta.group, args, in_path);
+             f->s.meta.bin_dir, f->s.meta.group, args, in_path);
     p = popen(cmd, "r");
     assert_non_null(p);
     out[0] = '\0';
