@@ -194,6 +194,12 @@ bench-etcd:
 bench-shard:
 	bench/shard_scaling.sh $(BENCH_SHARD_ARGS)
 
+# Transactions on one group vs two groups (not part of make test).
+# Options: make bench-txn BENCH_TXN_ARGS='--help'
+.PHONY: bench-txn
+bench-txn:
+	bench/txn_groups.sh $(BENCH_TXN_ARGS)
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
