@@ -24,7 +24,7 @@ endif
 # Programs: a main() lives only in files named *_main.c (and tests/bench files).
 MAINS     := $(wildcard */*_main.c tests/*/*_main.c)
 LIB_SRC   := $(filter-out $(MAINS),$(wildcard common/*.c raft/*.c proto/*.c rpc/*.c server/*.c \
-               kv/*.c meta/*.c))
+               kv/*.c meta/*.c fs/*.c))
 PROTO_SRC := $(wildcard proto/*.proto)
 PROTO_GEN := $(PROTO_SRC:proto/%.proto=$(GEN)/proto/%.pb-c.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(OUT)/%.o) $(PROTO_GEN:$(GEN)/%.c=$(OUT)/gen/%.o)

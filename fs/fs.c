@@ -1,0 +1,172 @@
+/* The filesystem handle: connecting to the cluster, the root directory, inode numbers,
+ * permission checks. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../common/alloc.h"
+#include "../common/crc32.h"
+#include "../common/log.h"
+#include "../meta/client.h"
+#include "../meta/meta.h"
+#include "internal.h"
+
+/* Ids taken from the meta group at a time. */
+#define ID_BATCH 1024
+
+static int client_for(struct kv_client **out, const char *list, bool routed, uint64_t gid,
+                      unsigned timeout_ms, char *errmsg)
+{
+    struct kv_client_options o;
+    char buf[1024];
+    int rv;
+    memset(&o, 0, sizeof o);
+    snprintf(buf, sizeof buf, "%s", list);
+    rv = routed ? kv_client_parse_meta(buf, &o, errmsg) : kv_client_parse_servers(buf, &o, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    o.group_id = gid;
+    o.timeout_ms = timeout_ms;
+    return kv_client_new(out, &o, errmsg);
+}
+
+/* Create the root directory unless it exists (a transaction: two first mounts agree). */
+static int make_root(struct rfs_fs *fs, char *errmsg)
+{
+    char key[FS_KEY_MAX];
+    struct fs_inode root;
+    struct kv_txn_read rd;
+    struct kv_txn_write wr;
+    int rv = fs_inode_get(fs, FS_ROOT_INO, &root);
+    if (rv == 0) {
+        fs_inode_clear(&root);
+        return 0;
+    }
+    if (rv != -ENOENT) {
+        rfs_errmsg_printf(errmsg, "cannot read the root directory (%s)", strerror(-rv));
+        return rv;
+    }
+    memset(&root, 0, sizeof root);
+    root.a.ino = FS_ROOT_INO;
+    root.a.mode = S_IFDIR | 0755;
+    root.a.nlink = 2;
+    root.a.atime_ns = root.a.mtime_ns = root.a.ctime_ns = fs_now_ns();
+    rd.key = key;
+    rd.klen = fs_key_inode(key, FS_ROOT_INO);
+    rd.version = 0;
+    wr.key = key;
+    wr.klen = rd.klen;
+    wr.del = false;
+    rv = fs_inode_pack(&root, (void **)&wr.value, &wr.vlen);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = kv_client_txn(fs->kv, &rd, 1, &wr, 1, errmsg);
+    rfs_free((void *)wr.value);
+    if (rv == RFS_ECONFLICT) {
+        return 0; /* another mount made it first */
+    }
+    if (rv == 0) {
+        rfs_infof("fs: created the root directory");
+    }
+    return fs_errno(rv);
+}
+
+int rfs_fs_open(struct rfs_fs **out, const struct rfs_fs_options *o, char *errmsg)
+{
+    struct rfs_fs *fs = rfs_calloc(1, sizeof *fs);
+    unsigned timeout = o->timeout_ms ? o->timeout_ms : 10000;
+    int rv;
+    if (fs == NULL) {
+        rfs_errmsg_printf(errmsg, "out of memory");
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&fs->id_mu, NULL);
+    rv = client_for(&fs->kv, o->meta, true, 0, timeout, errmsg);
+    if (rv == 0) {
+        rv = client_for(&fs->meta, o->meta, false, META_GROUP_ID, timeout, errmsg);
+    }
+    if (rv != 0) {
+        rfs_fs_close(fs);
+        return rv == RFS_EINVAL ? -EINVAL : -ENOMEM;
+    }
+    rv = make_root(fs, errmsg);
+    if (rv != 0) {
+        rfs_errmsg_wrapf(errmsg,
+                         "the cluster at %s did not answer: check that the meta group "
+                         "and at least one joined shard group are running",
+                         o->meta);
+        rfs_fs_close(fs);
+        return rv == -EIO ? -EHOSTUNREACH : rv;
+    }
+    *out = fs;
+    return 0;
+}
+
+void rfs_fs_close(struct rfs_fs *fs)
+{
+    if (fs == NULL) {
+        return;
+    }
+    kv_client_free(fs->kv);
+    kv_client_free(fs->meta);
+    pthread_mutex_destroy(&fs->id_mu);
+    rfs_free(fs);
+}
+
+int fs_alloc_ino(struct rfs_fs *fs, uint16_t placement, uint64_t *ino)
+{
+    uint64_t id;
+    pthread_mutex_lock(&fs->id_mu);
+    while (fs->next_id >= fs->end_id) {
+        char errmsg[RFS_ERRMSG_SIZE];
+        uint64_t first;
+        int rv = meta_client_alloc_ids(fs->meta, ID_BATCH, &first, errmsg);
+        if (rv != 0) {
+            pthread_mutex_unlock(&fs->id_mu);
+            rfs_warnf("fs: allocating inode numbers: %s", errmsg);
+            return fs_errno(rv);
+        }
+        fs->next_id = first < FS_FIRST_ID ? FS_FIRST_ID : first;
+        fs->end_id = first + ID_BATCH;
+    }
+    id = fs->next_id++;
+    pthread_mutex_unlock(&fs->id_mu);
+    if (id > FS_ID_MASK) {
+        return -ENOSPC;
+    }
+    *ino = fs_make_ino(placement, id);
+    return 0;
+}
+
+uint16_t fs_new_placement(uint64_t id)
+{
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++) {
+        b[i] = (unsigned char)(id >> (8 * i));
+    }
+    return (uint16_t)rfs_crc32(0, b, sizeof b);
+}
+
+bool fs_may(const struct rfs_cred *cred, const struct rfs_attr *a, int mask)
+{
+    uint32_t bits;
+    bool in_group = a->gid == cred->gid;
+    if (cred->uid == 0) {
+        /* root: everything, but execute only if some x bit is set (or a directory) */
+        return !(mask & 1) || S_ISDIR(a->mode) || (a->mode & 0111);
+    }
+    for (unsigned i = 0; i < cred->n_groups && !in_group; i++) {
+        in_group = cred->groups[i] == a->gid;
+    }
+    if (a->uid == cred->uid) {
+        bits = (a->mode >> 6) & 7;
+    } else if (in_group) {
+        bits = (a->mode >> 3) & 7;
+    } else {
+        bits = a->mode & 7;
+    }
+    return (bits & (uint32_t)mask) == (uint32_t)mask;
+}

@@ -1,0 +1,109 @@
+/* fs/fs.h: the filesystem over the sharded KV store, without FUSE (docs/fs.md).
+ * raftfs-mount (mount/) is a thin libfuse low-level layer over these calls; tests call them
+ * directly too.
+ *
+ * Every call is thread-safe and returns 0 or a negative errno (-ENOENT, -EEXIST, ...), the
+ * way FUSE wants it; -EIO means the cluster did not answer in time (the log says why).
+ * Every metadata change is one transaction (kv_client_txn): one group when its keys share a
+ * bucket, two-phase commit across groups when they do not; a conflict with another client
+ * is retried from fresh reads. */
+#ifndef FS_FS_H
+#define FS_FS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "keys.h"
+
+#define FS_BLOCK_SIZE (64u << 10)
+
+struct rfs_fs;
+
+struct rfs_fs_options {
+    const char *meta;    /* the meta group: "host:port,host:port,..." */
+    unsigned timeout_ms; /* one KV operation, default 10000 */
+};
+
+/* Connect, and create the root directory if the cluster has none. Returns 0 or a negative
+ * errno with errmsg saying what to do (e.g. -EHOSTUNREACH: the meta group did not answer). */
+int rfs_fs_open(struct rfs_fs **out, const struct rfs_fs_options *o, char *errmsg);
+void rfs_fs_close(struct rfs_fs *fs);
+
+/* Who asks (from the FUSE request). */
+struct rfs_cred {
+    uid_t uid;
+    gid_t gid;
+    unsigned n_groups;
+    gid_t groups[32];
+};
+
+struct rfs_attr {
+    uint64_t ino;
+    uint32_t mode;
+    uint32_t uid;
+    uint32_t gid;
+    uint32_t nlink;
+    uint64_t size;
+    uint64_t rdev;
+    uint64_t blocks; /* 512-byte units */
+    int64_t atime_ns;
+    int64_t mtime_ns;
+    int64_t ctime_ns;
+};
+
+/* What rfs_fs_setattr changes (FUSE_SET_ATTR_* of the same meaning). */
+enum {
+    RFS_SET_MODE = 1 << 0,
+    RFS_SET_UID = 1 << 1,
+    RFS_SET_GID = 1 << 2,
+    RFS_SET_SIZE = 1 << 3,
+    RFS_SET_ATIME = 1 << 4,
+    RFS_SET_MTIME = 1 << 5,
+    RFS_SET_ATIME_NOW = 1 << 7,
+    RFS_SET_MTIME_NOW = 1 << 8,
+    RFS_SET_CTIME = 1 << 10,
+};
+
+int rfs_fs_getattr(struct rfs_fs *fs, uint64_t ino, struct rfs_attr *out);
+int rfs_fs_lookup(struct rfs_fs *fs, uint64_t parent, const char *name, struct rfs_attr *out);
+int rfs_fs_setattr(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *in, int to_set,
+                   const struct rfs_cred *cred, struct rfs_attr *out);
+/* Regular files, FIFOs, sockets, devices (mode has the type). */
+int rfs_fs_mknod(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mode, uint64_t rdev,
+                 const struct rfs_cred *cred, struct rfs_attr *out);
+int rfs_fs_mkdir(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mode,
+                 const struct rfs_cred *cred, struct rfs_attr *out);
+int rfs_fs_symlink(struct rfs_fs *fs, const char *target, uint64_t parent, const char *name,
+                   const struct rfs_cred *cred, struct rfs_attr *out);
+int rfs_fs_link(struct rfs_fs *fs, uint64_t ino, uint64_t parent, const char *name,
+                struct rfs_attr *out);
+int rfs_fs_unlink(struct rfs_fs *fs, uint64_t parent, const char *name);
+int rfs_fs_rmdir(struct rfs_fs *fs, uint64_t parent, const char *name);
+/* flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE. */
+int rfs_fs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
+                  const char *newname, unsigned flags);
+/* Copies the target into buf (cap bytes, NUL-terminated); returns its length or -errno. */
+int rfs_fs_readlink(struct rfs_fs *fs, uint64_t ino, char *buf, size_t cap);
+
+/* One directory entry for rfs_fs_readdir; return non-zero to stop (the buffer is full). */
+typedef int (*rfs_fs_dirent_cb)(void *data, const char *name, uint64_t ino, uint32_t mode);
+/* The entries of dir whose names sort after `after` (NULL or "": from the start, after "."
+ * and ".."), in name order: the name of the last entry given back is a stable offset. */
+int rfs_fs_readdir(struct rfs_fs *fs, uint64_t dir, const char *after, rfs_fs_dirent_cb cb,
+                   void *data);
+
+/* File data (fs/data.c). Reads past the end return fewer bytes; holes read as zeros. */
+int rfs_fs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, void *buf, size_t *n);
+/* Write size bytes at off (extends the file, updates size and mtime); returns 0 or -errno. */
+int rfs_fs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const void *buf, size_t size);
+/* Set the size (shrinking drops the data past it). */
+int rfs_fs_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size);
+
+struct rfs_statfs {
+    uint64_t blocks, bfree, files, ffree;
+};
+int rfs_fs_statfs(struct rfs_fs *fs, struct rfs_statfs *out);
+
+#endif

@@ -1,0 +1,51 @@
+/* fs/internal.h: what the files of fs/ share. Not for other modules. */
+#ifndef FS_INTERNAL_H
+#define FS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../kv/client.h"
+#include "fs.h"
+
+struct rfs_fs {
+    struct kv_client *kv;   /* routed: every key goes to its bucket's group */
+    struct kv_client *meta; /* the meta group: id allocation */
+    pthread_mutex_t id_mu;  /* protects the id range below */
+    uint64_t next_id;
+    uint64_t end_id;
+};
+
+/* An inode as read, with the version of its key (for a transaction's read set). */
+struct fs_inode {
+    struct rfs_attr a;
+    char *target; /* a symlink's target (rfs_malloc'd), or NULL */
+    uint64_t version;
+};
+
+/* Read inode ino: 0, -ENOENT, -EIO. Release with fs_inode_clear. */
+int fs_inode_get(struct rfs_fs *fs, uint64_t ino, struct fs_inode *out);
+void fs_inode_clear(struct fs_inode *in);
+/* The FsInode bytes of in (rfs_malloc'd into *buf). Returns 0 or -ENOMEM. */
+int fs_inode_pack(const struct fs_inode *in, void **buf, size_t *len);
+
+/* A directory entry: 0 with *ino, *mode and the entry's key version, -ENOENT (with
+ * *version 0: absent), -EIO. */
+int fs_dirent_get(struct rfs_fs *fs, uint64_t dir, const char *name, uint64_t *ino, uint32_t *mode,
+                  uint64_t *version);
+int fs_dirent_pack(uint64_t ino, uint32_t mode, void **buf, size_t *len);
+
+/* A fresh inode number with the given placement. Returns 0 or -EIO. */
+int fs_alloc_ino(struct rfs_fs *fs, uint16_t placement, uint64_t *ino);
+/* A placement for a new directory (spreads directories over buckets). */
+uint16_t fs_new_placement(uint64_t id);
+
+int64_t fs_now_ns(void);
+/* An RFS_E* code as a negative errno (RFS_ECONFLICT: -EAGAIN, the caller retries). */
+int fs_errno(int rv);
+
+/* Whether cred may access an inode with the given mask (R_OK | W_OK | X_OK). */
+bool fs_may(const struct rfs_cred *cred, const struct rfs_attr *a, int mask);
+
+#endif

@@ -1,0 +1,88 @@
+/* The filesystem's key encodings; see keys.h. */
+#include "keys.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static size_t put_be64(char *out, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        out[i] = (char)(v >> (56 - 8 * i));
+    }
+    return 8;
+}
+
+/* kind '{' pppp '}' */
+static size_t head(char *out, char kind, uint16_t placement)
+{
+    out[0] = kind;
+    snprintf(out + 1, 7, "{%04x}", placement);
+    return 7;
+}
+
+size_t fs_key_inode(char *out, uint64_t ino)
+{
+    size_t n = head(out, 'i', fs_placement(ino));
+    return n + put_be64(out + n, ino);
+}
+
+size_t fs_key_dir_first(char *out, uint64_t dir)
+{
+    size_t n = head(out, 'd', fs_placement(dir));
+    return n + put_be64(out + n, dir);
+}
+
+size_t fs_key_dir_end(char *out, uint64_t dir)
+{
+    size_t n = fs_key_dir_first(out, dir);
+    out[n++] = (char)0xff; /* names never start with 0xff... */
+    out[n++] = (char)0xff; /* ...and no UTF-8 text does */
+    return n;
+}
+
+size_t fs_key_dirent(char *out, uint64_t dir, const char *name, size_t nlen)
+{
+    size_t n = fs_key_dir_first(out, dir);
+    memcpy(out + n, name, nlen);
+    return n + nlen;
+}
+
+size_t fs_key_block(char *out, uint64_t ino, uint64_t block)
+{
+    int n = snprintf(out, FS_KEY_MAX, "c{%llx:%llx}", (unsigned long long)ino,
+                     (unsigned long long)(block / FS_STRIPE_BLOCKS));
+    return (size_t)n + put_be64(out + n, block);
+}
+
+size_t fs_key_xattr_first(char *out, uint64_t ino)
+{
+    size_t n = head(out, 'x', fs_placement(ino));
+    return n + put_be64(out + n, ino);
+}
+
+size_t fs_key_xattr_end(char *out, uint64_t ino)
+{
+    size_t n = fs_key_xattr_first(out, ino);
+    out[n++] = (char)0xff;
+    out[n++] = (char)0xff;
+    return n;
+}
+
+size_t fs_key_xattr(char *out, uint64_t ino, const char *name, size_t nlen)
+{
+    size_t n = fs_key_xattr_first(out, ino);
+    memcpy(out + n, name, nlen);
+    return n + nlen;
+}
+
+int fs_key_dirent_name(const void *key, size_t klen, uint64_t dir, const char **name, size_t *nlen)
+{
+    char first[FS_KEY_MAX];
+    size_t n = fs_key_dir_first(first, dir);
+    if (klen < n || memcmp(key, first, n) != 0) {
+        return -1;
+    }
+    *name = (const char *)key + n;
+    *nlen = klen - n;
+    return 0;
+}

@@ -1,0 +1,55 @@
+/* fs/keys.h: the filesystem's keys in the sharded KV store (docs/fs.md).
+ *
+ * Every key starts with a one-letter kind and a routing tag in braces, which alone decides
+ * the bucket (kv_bucket_of uses the text inside the first {...}); the rest is binary,
+ * big-endian, so range scans come out in order:
+ *   i{pppp} ino                 inode attributes (FsInode)
+ *   d{pppp} dir_ino name        a directory entry (FsDirent); pppp: the directory's placement
+ *   c{ino:stripe} block         file data, one fixed-size block per key
+ *   x{pppp} ino name            an extended attribute
+ * pppp is a 16-bit placement number in lower-case hex. An inode number carries it:
+ * ino = placement << 48 | id. A file takes its parent directory's placement (its inode and
+ * its entry share a bucket); a directory gets its own, which spreads directories over
+ * groups. */
+#ifndef FS_KEYS_H
+#define FS_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FS_ROOT_INO 1ull
+#define FS_NAME_MAX 255
+#define FS_KEY_MAX  (2 + 18 + 1 + 8 + FS_NAME_MAX + 8)
+#define FS_ID_BITS  48
+#define FS_ID_MASK  ((1ull << FS_ID_BITS) - 1)
+/* ids below this are never handed to new inodes (the root is 1). */
+#define FS_FIRST_ID 16
+/* Blocks per stripe: a stripe's blocks share a bucket; a large file spreads over stripes. */
+#define FS_STRIPE_BLOCKS 16
+
+static inline uint16_t fs_placement(uint64_t ino)
+{
+    return (uint16_t)(ino >> FS_ID_BITS);
+}
+
+static inline uint64_t fs_make_ino(uint16_t placement, uint64_t id)
+{
+    return (uint64_t)placement << FS_ID_BITS | (id & FS_ID_MASK);
+}
+
+/* Each writes the key into out (FS_KEY_MAX bytes) and returns its length. */
+size_t fs_key_inode(char *out, uint64_t ino);
+size_t fs_key_dirent(char *out, uint64_t dir, const char *name, size_t nlen);
+/* The first key of dir's entries, and the first key past them (a scan's bounds). */
+size_t fs_key_dir_first(char *out, uint64_t dir);
+size_t fs_key_dir_end(char *out, uint64_t dir);
+size_t fs_key_block(char *out, uint64_t ino, uint64_t block);
+size_t fs_key_xattr(char *out, uint64_t ino, const char *name, size_t nlen);
+size_t fs_key_xattr_first(char *out, uint64_t ino);
+size_t fs_key_xattr_end(char *out, uint64_t ino);
+
+/* The name of a directory entry key (points into key). Returns 0, or -1 if key is not an
+ * entry of dir. */
+int fs_key_dirent_name(const void *key, size_t klen, uint64_t dir, const char **name, size_t *nlen);
+
+#endif
