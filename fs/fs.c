@@ -52,6 +52,7 @@ static int make_root(struct rfs_fs *fs, char *errmsg)
     root.a.ino = FS_ROOT_INO;
     root.a.mode = S_IFDIR | 0755;
     root.a.nlink = 2;
+    root.parent = FS_ROOT_INO;
     root.a.atime_ns = root.a.mtime_ns = root.a.ctime_ns = fs_now_ns();
     rd.key = key;
     rd.klen = fs_key_inode(key, FS_ROOT_INO);

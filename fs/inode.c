@@ -79,6 +79,7 @@ int fs_inode_get(struct rfs_fs *fs, uint64_t ino, struct fs_inode *out)
     out->a.atime_ns = pb->atime_ns;
     out->a.mtime_ns = pb->mtime_ns;
     out->a.ctime_ns = pb->ctime_ns;
+    out->parent = pb->parent;
     if (pb->target.len > 0) {
         out->target = rfs_malloc(pb->target.len + 1);
         if (out->target == NULL) {
@@ -105,6 +106,7 @@ int fs_inode_pack(const struct fs_inode *in, void **buf, size_t *len)
     pb.atime_ns = in->a.atime_ns;
     pb.mtime_ns = in->a.mtime_ns;
     pb.ctime_ns = in->a.ctime_ns;
+    pb.parent = in->parent;
     if (in->target != NULL) {
         pb.target.data = (uint8_t *)in->target;
         pb.target.len = strlen(in->target);

@@ -20,7 +20,8 @@ struct rfs_fs {
 /* An inode as read, with the version of its key (for a transaction's read set). */
 struct fs_inode {
     struct rfs_attr a;
-    char *target; /* a symlink's target (rfs_malloc'd), or NULL */
+    uint64_t parent; /* a directory's parent directory */
+    char *target;    /* a symlink's target (rfs_malloc'd), or NULL */
     uint64_t version;
 };
 
