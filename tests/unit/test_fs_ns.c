@@ -1,0 +1,361 @@
+/* The filesystem's namespace over a real sharded cluster (a meta group and two shard groups),
+ * through the fs/ API without FUSE: creating, listing, renaming and removing names with the
+ * POSIX errors, link counts, ownership rules, and two rename races that could make a cycle
+ * (exactly one wins, the tree stays a tree). Directories get their own placements, so many of
+ * these operations are cross-group transactions. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/log.h"
+#include "fs/fs.h"
+#include "tests/lib/cluster.h"
+#include "tests/lib/sharded.h"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#define RENAME_EXCHANGE  (1 << 1)
+#endif
+
+struct fixture {
+    bool skipped;
+    struct sharded s;
+    struct rfs_fs *fs;
+};
+
+static const struct rfs_cred root_cred = {.uid = 0, .gid = 0};
+static const struct rfs_cred user_cred = {.uid = 1000, .gid = 1000};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    char why[256], errmsg[RFS_ERRMSG_SIZE];
+    struct rfs_fs_options o = {0};
+    *state = f;
+    if (!cluster_bins_present(why, sizeof why)) {
+        f->skipped = true;
+        printf("SKIPPED: %s\n", why);
+        return 0;
+    }
+    if (sharded_start(&f->s, errmsg) != 0 ||
+        sharded_start_group(&f->s, 1, 1, false, NULL, errmsg) != 0 ||
+        sharded_start_group(&f->s, 2, 1, false, NULL, errmsg) != 0 ||
+        sharded_join(&f->s, 1, errmsg) != 0 || sharded_join(&f->s, 2, errmsg) != 0 ||
+        sharded_wait_settled(&f->s, 30000, errmsg) != 0) {
+        fprintf(stderr, "setup: %s\n", errmsg);
+        return -1;
+    }
+    o.meta = f->s.meta.group;
+    if (rfs_fs_open(&f->fs, &o, errmsg) != 0) {
+        fprintf(stderr, "fs open: %s\n", errmsg);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    int bad;
+    rfs_fs_close(f->fs);
+    bad = sharded_destroy(&f->s);
+    free(f);
+    return bad == 0 ? 0 : -1;
+}
+
+#define SKIP_IF_NEEDED(f)                                                                          \
+    do {                                                                                           \
+        if ((f)->skipped) {                                                                        \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+static uint64_t mkdir_ok(struct fixture *f, uint64_t parent, const char *name)
+{
+    struct rfs_attr a;
+    assert_int_equal(rfs_fs_mkdir(f->fs, parent, name, 0755, &root_cred, &a), 0);
+    assert_true(S_ISDIR(a.mode));
+    return a.ino;
+}
+
+static uint64_t create_ok(struct fixture *f, uint64_t parent, const char *name)
+{
+    struct rfs_attr a;
+    assert_int_equal(rfs_fs_mknod(f->fs, parent, name, S_IFREG | 0644, 0, &root_cred, &a), 0);
+    assert_true(S_ISREG(a.mode));
+    return a.ino;
+}
+
+struct names {
+    char list[512][32];
+    unsigned n;
+};
+
+static int collect(void *data, const char *name, uint64_t ino, uint32_t mode)
+{
+    struct names *n = data;
+    (void)ino;
+    (void)mode;
+    if (n->n < 512) {
+        snprintf(n->list[n->n++], sizeof n->list[0], "%s", name);
+    }
+    return 0;
+}
+
+static void test_create_lookup_remove(void **state)
+{
+    struct fixture *f = *state;
+    struct rfs_attr a, root;
+    uint64_t d, x;
+    char longname[300];
+    SKIP_IF_NEEDED(f);
+    assert_int_equal(rfs_fs_getattr(f->fs, FS_ROOT_INO, &root), 0);
+    assert_true(S_ISDIR(root.mode));
+    d = mkdir_ok(f, FS_ROOT_INO, "d");
+    x = create_ok(f, d, "x");
+    assert_int_equal(rfs_fs_lookup(f->fs, d, "x", &a), 0);
+    assert_int_equal(a.ino, x);
+    assert_int_equal(a.nlink, 1);
+    /* A file lives beside its directory; a directory has a placement of its own. */
+    assert_int_equal(fs_placement(x), fs_placement(d));
+    assert_int_equal(rfs_fs_getattr(f->fs, FS_ROOT_INO, &a), 0);
+    assert_int_equal(a.nlink, root.nlink + 1);
+
+    assert_int_equal(rfs_fs_mknod(f->fs, d, "x", S_IFREG | 0644, 0, &root_cred, &a), -EEXIST);
+    assert_int_equal(rfs_fs_mkdir(f->fs, d, "x", 0755, &root_cred, &a), -EEXIST);
+    assert_int_equal(rfs_fs_lookup(f->fs, d, "nope", &a), -ENOENT);
+    assert_int_equal(rfs_fs_mknod(f->fs, x, "y", S_IFREG | 0644, 0, &root_cred, &a), -ENOTDIR);
+    memset(longname, 'n', 256);
+    longname[256] = '\0';
+    assert_int_equal(rfs_fs_mknod(f->fs, d, longname, S_IFREG | 0644, 0, &root_cred, &a),
+                     -ENAMETOOLONG);
+    longname[255] = '\0';
+    assert_int_equal(rfs_fs_mknod(f->fs, d, longname, S_IFREG | 0644, 0, &root_cred, &a), 0);
+    assert_int_equal(rfs_fs_unlink(f->fs, d, longname), 0);
+
+    assert_int_equal(rfs_fs_rmdir(f->fs, FS_ROOT_INO, "d"), -ENOTEMPTY);
+    assert_int_equal(rfs_fs_unlink(f->fs, FS_ROOT_INO, "d"), -EISDIR);
+    assert_int_equal(rfs_fs_rmdir(f->fs, d, "x"), -ENOTDIR);
+    assert_int_equal(rfs_fs_unlink(f->fs, d, "x"), 0);
+    assert_int_equal(rfs_fs_getattr(f->fs, x, &a), -ENOENT);
+    assert_int_equal(rfs_fs_unlink(f->fs, d, "x"), -ENOENT);
+    assert_int_equal(rfs_fs_rmdir(f->fs, FS_ROOT_INO, "d"), 0);
+    assert_int_equal(rfs_fs_getattr(f->fs, FS_ROOT_INO, &a), 0);
+    assert_int_equal(a.nlink, root.nlink);
+}
+
+static void test_links_symlinks_fifos(void **state)
+{
+    struct fixture *f = *state;
+    struct rfs_attr a;
+    char buf[64];
+    uint64_t x;
+    SKIP_IF_NEEDED(f);
+    x = create_ok(f, FS_ROOT_INO, "file");
+    assert_int_equal(rfs_fs_link(f->fs, x, FS_ROOT_INO, "hard", &a), 0);
+    assert_int_equal(a.nlink, 2);
+    assert_int_equal(rfs_fs_link(f->fs, FS_ROOT_INO, FS_ROOT_INO, "dirlink", &a), -EPERM);
+    assert_int_equal(rfs_fs_unlink(f->fs, FS_ROOT_INO, "file"), 0);
+    assert_int_equal(rfs_fs_getattr(f->fs, x, &a), 0);
+    assert_int_equal(a.nlink, 1);
+    assert_int_equal(rfs_fs_symlink(f->fs, "hard", FS_ROOT_INO, "sym", &root_cred, &a), 0);
+    assert_true(S_ISLNK(a.mode));
+    assert_int_equal(a.size, 4);
+    assert_int_equal(rfs_fs_readlink(f->fs, a.ino, buf, sizeof buf), 4);
+    assert_string_equal(buf, "hard");
+    assert_int_equal(rfs_fs_readlink(f->fs, x, buf, sizeof buf), -EINVAL);
+    assert_int_equal(rfs_fs_mknod(f->fs, FS_ROOT_INO, "fifo", S_IFIFO | 0600, 0, &root_cred, &a),
+                     0);
+    assert_true(S_ISFIFO(a.mode));
+}
+
+static void test_readdir_in_order_with_offsets(void **state)
+{
+    struct fixture *f = *state;
+    struct names *all = calloc(1, sizeof *all), *rest = calloc(1, sizeof *rest);
+    uint64_t d;
+    SKIP_IF_NEEDED(f);
+    d = mkdir_ok(f, FS_ROOT_INO, "many");
+    for (unsigned i = 0; i < 300; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "f%03u", (i * 7) % 300);
+        create_ok(f, d, name);
+    }
+    assert_int_equal(rfs_fs_readdir(f->fs, d, NULL, collect, all), 0);
+    assert_int_equal(all->n, 300);
+    for (unsigned i = 0; i < 300; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "f%03u", i);
+        assert_string_equal(all->list[i], name);
+    }
+    /* Resuming after a name is a stable offset. */
+    assert_int_equal(rfs_fs_readdir(f->fs, d, "f149", collect, rest), 0);
+    assert_int_equal(rest->n, 150);
+    assert_string_equal(rest->list[0], "f150");
+    assert_int_equal(rfs_fs_readdir(f->fs, FS_ROOT_INO + 12345, NULL, collect, rest), -ENOENT);
+    free(all);
+    free(rest);
+}
+
+static void test_rename(void **state)
+{
+    struct fixture *f = *state;
+    struct rfs_attr a, before;
+    uint64_t a_dir, b_dir, sub, x, y;
+    SKIP_IF_NEEDED(f);
+    a_dir = mkdir_ok(f, FS_ROOT_INO, "a");
+    b_dir = mkdir_ok(f, FS_ROOT_INO, "b");
+    sub = mkdir_ok(f, a_dir, "sub");
+    x = create_ok(f, a_dir, "x");
+    y = create_ok(f, b_dir, "y");
+    /* A file across directories (two groups, as like as not). */
+    assert_int_equal(rfs_fs_rename(f->fs, a_dir, "x", b_dir, "x2", 0), 0);
+    assert_int_equal(rfs_fs_lookup(f->fs, b_dir, "x2", &a), 0);
+    assert_int_equal(a.ino, x);
+    assert_int_equal(rfs_fs_lookup(f->fs, a_dir, "x", &a), -ENOENT);
+    /* Over an existing file: the old one goes. */
+    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "x2", b_dir, "y", 0), 0);
+    assert_int_equal(rfs_fs_getattr(f->fs, y, &a), -ENOENT);
+    assert_int_equal(rfs_fs_lookup(f->fs, b_dir, "y", &a), 0);
+    assert_int_equal(a.ino, x);
+    /* NOREPLACE and EXCHANGE. */
+    create_ok(f, b_dir, "z");
+    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "y", b_dir, "z", RENAME_NOREPLACE), -EEXIST);
+    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "y", a_dir, "sub", RENAME_EXCHANGE), 0);
+    assert_int_equal(rfs_fs_lookup(f->fs, a_dir, "sub", &a), 0);
+    assert_int_equal(a.ino, x);
+    assert_int_equal(rfs_fs_lookup(f->fs, b_dir, "y", &a), 0);
+    assert_int_equal(a.ino, sub);
+    assert_int_equal(rfs_fs_getattr(f->fs, b_dir, &a), 0);
+    assert_int_equal(a.nlink, 3); /* it holds a directory now */
+    assert_int_equal(rfs_fs_getattr(f->fs, a_dir, &a), 0);
+    assert_int_equal(a.nlink, 2);
+    /* Directories: not below themselves, not over a file, not over a non-empty one. */
+    assert_int_equal(rfs_fs_rename(f->fs, FS_ROOT_INO, "b", sub, "b", 0), -EINVAL);
+    assert_int_equal(rfs_fs_rename(f->fs, FS_ROOT_INO, "b", b_dir, "b", 0), -EINVAL);
+    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "y", b_dir, "z", 0), -ENOTDIR);
+    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "z", FS_ROOT_INO, "a", 0), -EISDIR);
+    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "y", FS_ROOT_INO, "a", 0), -ENOTEMPTY);
+    assert_int_equal(rfs_fs_getattr(f->fs, FS_ROOT_INO, &before), 0);
+    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "y", FS_ROOT_INO, "moved", 0), 0);
+    assert_int_equal(rfs_fs_getattr(f->fs, FS_ROOT_INO, &a), 0);
+    assert_int_equal(a.nlink, before.nlink + 1);
+    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "nope", b_dir, "q", 0), -ENOENT);
+}
+
+/* Two renames that together would make a cycle (a into b, b into a) race: at most one wins,
+ * and every directory still reaches the root. */
+struct racer {
+    struct rfs_fs *fs;
+    uint64_t from_parent, to;
+    const char *name;
+    int rv;
+};
+
+static void *race_main(void *data)
+{
+    struct racer *r = data;
+    r->rv = rfs_fs_rename(r->fs, r->from_parent, r->name, r->to, r->name, 0);
+    return NULL;
+}
+
+static void test_rename_cycle_race(void **state)
+{
+    struct fixture *f = *state;
+    unsigned wins = 0;
+    SKIP_IF_NEEDED(f);
+    for (unsigned round = 0; round < 10; round++) {
+        char an[16], bn[16];
+        struct racer r1, r2;
+        pthread_t t1, t2;
+        struct rfs_attr a;
+        uint64_t ad, bd;
+        snprintf(an, sizeof an, "ra%u", round);
+        snprintf(bn, sizeof bn, "rb%u", round);
+        ad = mkdir_ok(f, FS_ROOT_INO, an);
+        bd = mkdir_ok(f, FS_ROOT_INO, bn);
+        r1 = (struct racer){.fs = f->fs, .from_parent = FS_ROOT_INO, .to = bd, .name = an};
+        r2 = (struct racer){.fs = f->fs, .from_parent = FS_ROOT_INO, .to = ad, .name = bn};
+        pthread_create(&t1, NULL, race_main, &r1);
+        pthread_create(&t2, NULL, race_main, &r2);
+        pthread_join(t1, NULL);
+        pthread_join(t2, NULL);
+        assert_false(r1.rv == 0 && r2.rv == 0);
+        assert_true(r1.rv == 0 || r1.rv == -EINVAL);
+        assert_true(r2.rv == 0 || r2.rv == -EINVAL);
+        wins += (r1.rv == 0) + (r2.rv == 0);
+        /* Both directories are still reachable from the root. */
+        assert_int_equal(rfs_fs_lookup(f->fs, r1.rv == 0 ? bd : FS_ROOT_INO, an, &a), 0);
+        assert_int_equal(rfs_fs_lookup(f->fs, r2.rv == 0 ? ad : FS_ROOT_INO, bn, &a), 0);
+    }
+    printf("cycle races: %u of 10 had a winner\n", wins);
+    assert_true(wins >= 1);
+}
+
+static void test_ownership_rules(void **state)
+{
+    struct fixture *f = *state;
+    struct rfs_attr in = {0}, a;
+    uint64_t d, x;
+    SKIP_IF_NEEDED(f);
+    d = mkdir_ok(f, FS_ROOT_INO, "shared");
+    /* An ordinary user cannot create in a 0755 root-owned directory... */
+    assert_int_equal(rfs_fs_mknod(f->fs, d, "u", S_IFREG | 0644, 0, &user_cred, &a), -EACCES);
+    in.mode = 01777;
+    assert_int_equal(rfs_fs_setattr(f->fs, d, &in, RFS_SET_MODE, &root_cred, &a), 0);
+    /* ...but can in a world-writable one, and owns what it creates. */
+    assert_int_equal(rfs_fs_mknod(f->fs, d, "u", S_IFREG | 0644, 0, &user_cred, &a), 0);
+    x = a.ino;
+    assert_int_equal(a.uid, 1000);
+    assert_int_equal(a.gid, 1000);
+    /* chmod: only the owner (or root); chown of the uid: only root. */
+    in.mode = 0600;
+    assert_int_equal(rfs_fs_setattr(f->fs, d, &in, RFS_SET_MODE, &user_cred, &a), -EPERM);
+    assert_int_equal(rfs_fs_setattr(f->fs, x, &in, RFS_SET_MODE, &user_cred, &a), 0);
+    assert_int_equal(a.mode & 07777, 0600);
+    in.uid = 0;
+    assert_int_equal(rfs_fs_setattr(f->fs, x, &in, RFS_SET_UID, &user_cred, &a), -EPERM);
+    /* chown clears setuid/setgid on a file. */
+    in.mode = 06755;
+    assert_int_equal(rfs_fs_setattr(f->fs, x, &in, RFS_SET_MODE, &root_cred, &a), 0);
+    in.uid = 1001;
+    assert_int_equal(rfs_fs_setattr(f->fs, x, &in, RFS_SET_UID, &root_cred, &a), 0);
+    assert_int_equal(a.mode & 07777, 0755);
+    /* A setgid directory passes on its group (and the bit to subdirectories). */
+    in.mode = 02777;
+    in.gid = 555;
+    assert_int_equal(rfs_fs_setattr(f->fs, d, &in, RFS_SET_MODE | RFS_SET_GID, &root_cred, &a), 0);
+    assert_int_equal(rfs_fs_mkdir(f->fs, d, "sub", 0755, &user_cred, &a), 0);
+    assert_int_equal(a.gid, 555);
+    assert_true(a.mode & S_ISGID);
+    /* Explicit times: the owner only. */
+    in.mtime_ns = 1000000000;
+    assert_int_equal(rfs_fs_setattr(f->fs, d, &in, RFS_SET_MTIME, &user_cred, &a), -EPERM);
+    assert_int_equal(rfs_fs_setattr(f->fs, x, &in, RFS_SET_MTIME, &root_cred, &a), 0);
+    assert_int_equal(a.mtime_ns, 1000000000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_lookup_remove),
+        cmocka_unit_test(test_links_symlinks_fifos),
+        cmocka_unit_test(test_readdir_in_order_with_offsets),
+        cmocka_unit_test(test_rename),
+        cmocka_unit_test(test_rename_cycle_race),
+        cmocka_unit_test(test_ownership_rules),
+    };
+    rfs_log_set_level(RFS_LOG_ERROR);
+    /* One cluster for the whole file: the tests use names of their own. */
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
