@@ -2,10 +2,10 @@
  * sends when an operation meets a lock (kv/txn_resolve.c, kv/route.c), and the steps of the
  * two-phase-commit coordinator (kv/txn_client.c) on every answer a group can give.
  *
- * An rpc loop in this process answers as a meta group and two shard groups. Each test
- * installs a function that answers the groups' requests, and reads back the log of every
- * request each group received. Keys: "a" and "k" are in group 1's buckets, "b" and "p" in
- * group 2's. */
+ * The groups are tests/unit/fake_groups.h's: a meta group and two shard groups in this
+ * process. Each test installs a function that answers the groups' requests, and reads back
+ * the log of every request each group received. Keys: "a" and "k" are in group 1's buckets,
+ * "b" and "p" in group 2's. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,14 +20,12 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "fake_groups.h"
 #include "kv/client.h"
 #include "kv/kv.h"
 #include "proto/proto.h"
-#include "rpc/rpc.h"
 
-#define NBUCKETS 64
-#define GROUPS   2 /* listeners 1 and 2 are groups 1 and 2; listener 0 the meta group */
-#define LOG_MAX  256
+#define LOG_MAX 256
 
 struct logged {
     unsigned gid;
@@ -46,26 +44,13 @@ struct logged {
 
 struct fake;
 /* Answer req at group gid into rep (status 0 and nothing else set by default); set *drop to
- * send no answer. Called with f->mu held. */
+ * send no answer. Called with f->g.mu held. */
 typedef void (*fake_answer_fn)(struct fake *f, unsigned gid, const Raftfs__KvRequest *req,
                                Raftfs__KvReply *rep, bool *drop);
 
-struct fake_tag {
-    struct fake *f;
-    unsigned index;
-};
-
 struct fake {
-    struct rpc_loop *loop;
-    pthread_t thread;
-    bool running;
-    struct rpc_listener *ls[GROUPS + 1];
-    struct fake_tag tags[GROUPS + 1];
-    char addr[GROUPS + 1][32];
-
-    pthread_mutex_t mu; /* protects everything below */
-    uint64_t version;
-    uint64_t buckets[NBUCKETS];
+    struct fake_groups g;
+    /* Protected by g.mu: */
     fake_answer_fn answer;
     unsigned pending_checks;
     bool k_locked;
@@ -81,51 +66,6 @@ struct fixture {
 };
 
 /* ---- the fake ---- */
-
-static void fake_send(struct rpc_conn *c, uint64_t req_id, const Raftfs__KvReply *rep)
-{
-    size_t len = raftfs__kv_reply__get_packed_size(rep);
-    uint8_t *buf = malloc(len ? len : 1);
-    assert_non_null(buf);
-    raftfs__kv_reply__pack(rep, buf);
-    (void)rpc_conn_send(c, RAFTFS__FRAME_TYPE__FRAME_KV_REPLY, req_id, buf, len);
-    free(buf);
-}
-
-/* Locked. */
-static void fake_meta_answer(struct fake *f, struct rpc_conn *c, uint64_t req_id)
-{
-    Raftfs__KvReply rep = RAFTFS__KV_REPLY__INIT;
-    Raftfs__MetaReply mrep = RAFTFS__META_REPLY__INIT;
-    Raftfs__MetaConfig cfg = RAFTFS__META_CONFIG__INIT;
-    Raftfs__MetaGroup groups[GROUPS];
-    Raftfs__MetaGroup *gp[GROUPS];
-    char *addrs[GROUPS];
-    uint8_t *buf;
-    size_t len;
-    for (unsigned i = 0; i < GROUPS; i++) {
-        raftfs__meta_group__init(&groups[i]);
-        groups[i].gid = i + 1;
-        addrs[i] = f->addr[i + 1];
-        groups[i].n_addrs = 1;
-        groups[i].addrs = &addrs[i];
-        gp[i] = &groups[i];
-    }
-    cfg.version = f->version;
-    cfg.n_buckets = NBUCKETS;
-    cfg.buckets = f->buckets;
-    cfg.n_groups = GROUPS;
-    cfg.groups = gp;
-    mrep.config = &cfg;
-    len = raftfs__meta_reply__get_packed_size(&mrep);
-    buf = malloc(len ? len : 1);
-    assert_non_null(buf);
-    raftfs__meta_reply__pack(&mrep, buf);
-    rep.value.data = buf;
-    rep.value.len = len;
-    fake_send(c, req_id, &rep);
-    free(buf);
-}
 
 static void keys_text(char *out, size_t cap, const ProtobufCBinaryData *keys, size_t n)
 {
@@ -169,47 +109,20 @@ static void fake_log(struct fake *f, unsigned gid, const Raftfs__KvRequest *req,
     l->raw_len = len;
 }
 
-static void fake_on_frame(struct rpc_conn *c, uint32_t type, uint64_t req_id, const void *payload,
-                          size_t len, void *data)
+/* Locked: every group request is logged, then answered as the test installed. */
+static void fake_answer(struct fake_groups *g, unsigned gid, const Raftfs__KvRequest *req,
+                        const void *raw, size_t raw_len, Raftfs__KvReply *rep, bool *drop)
 {
-    struct fake_tag *t = data;
-    struct fake *f = t->f;
-    Raftfs__KvRequest *req;
-    if (type != RAFTFS__FRAME_TYPE__FRAME_KV_REQUEST) {
-        return;
+    struct fake *f = g->data;
+    fake_log(f, gid, req, raw, raw_len);
+    if (f->answer != NULL) {
+        f->answer(f, gid, req, rep, drop);
     }
-    req = raftfs__kv_request__unpack(NULL, len, payload);
-    if (req == NULL) {
-        return;
-    }
-    pthread_mutex_lock(&f->mu);
-    if (t->index == 0) {
-        fake_meta_answer(f, c, req_id);
-    } else {
-        Raftfs__KvReply rep = RAFTFS__KV_REPLY__INIT;
-        bool drop = false;
-        fake_log(f, t->index, req, payload, len);
-        if (f->answer != NULL) {
-            f->answer(f, t->index, req, &rep, &drop);
-        }
-        if (!drop) {
-            fake_send(c, req_id, &rep);
-        }
-    }
-    pthread_mutex_unlock(&f->mu);
-    raftfs__kv_request__free_unpacked(req, NULL);
-}
-
-static void *fake_main(void *data)
-{
-    struct fake *f = data;
-    (void)rpc_loop_run(f->loop);
-    return NULL;
 }
 
 static uint32_t bucket(const char *key)
 {
-    return kv_bucket_of(key, strlen(key), NBUCKETS);
+    return kv_bucket_of(key, strlen(key), FAKE_GROUPS_NBUCKETS);
 }
 
 static int setup(void **state)
@@ -218,38 +131,20 @@ static int setup(void **state)
     struct fake *f = &fx->f;
     char errmsg[RFS_ERRMSG_SIZE];
     *state = fx;
-    pthread_mutex_init(&f->mu, NULL);
-    if (rpc_loop_new(&f->loop, errmsg) != 0) {
+    if (fake_groups_init(&f->g, fake_answer, f, errmsg) != 0) {
+        fprintf(stderr, "fake groups: %s\n", errmsg);
         return -1;
     }
-    for (unsigned i = 0; i <= GROUPS; i++) {
-        struct rpc_handler h;
-        memset(&h, 0, sizeof h);
-        f->tags[i].f = f;
-        f->tags[i].index = i;
-        h.data = &f->tags[i];
-        h.on_frame = fake_on_frame;
-        if (rpc_listen(f->loop, "127.0.0.1:0", &h, &f->ls[i], errmsg) != 0) {
-            fprintf(stderr, "listen: %s\n", errmsg);
-            return -1;
-        }
-        snprintf(f->addr[i], sizeof f->addr[i], "127.0.0.1:%u", rpc_listener_port(f->ls[i]));
-    }
     /* a and k on group 1, b and p on group 2. */
-    f->version = 1;
-    for (unsigned b = 0; b < NBUCKETS; b++) {
-        f->buckets[b] = 1;
-    }
-    f->buckets[bucket("b")] = 2;
-    f->buckets[bucket("p")] = 2;
-    if (f->buckets[bucket("a")] != 1 || f->buckets[bucket("k")] != 1) {
+    fake_groups_set_all(&f->g, 1, 1);
+    pthread_mutex_lock(&f->g.mu);
+    f->g.buckets[bucket("b")] = 2;
+    f->g.buckets[bucket("p")] = 2;
+    pthread_mutex_unlock(&f->g.mu);
+    if (f->g.buckets[bucket("a")] != 1 || f->g.buckets[bucket("k")] != 1) {
         fprintf(stderr, "keys a and k share a bucket with b or p\n");
         return -1;
     }
-    if (pthread_create(&f->thread, NULL, fake_main, f) != 0) {
-        return -1;
-    }
-    f->running = true;
     return 0;
 }
 
@@ -258,40 +153,25 @@ static int teardown(void **state)
     struct fixture *fx = *state;
     struct fake *f = &fx->f;
     kv_client_free(fx->c);
-    if (f->running) {
-        rpc_loop_stop(f->loop);
-        pthread_join(f->thread, NULL);
-    }
-    if (f->loop != NULL) {
-        rpc_loop_free(f->loop);
-    }
+    fake_groups_close(&f->g);
     for (unsigned i = 0; i < f->n_log; i++) {
         free(f->log[i].raw);
     }
-    pthread_mutex_destroy(&f->mu);
     free(fx);
     return 0;
 }
 
 static struct kv_client *routed(struct fixture *fx, unsigned timeout_ms, enum kv_txn_crash crash)
 {
-    struct kv_client_options o;
-    char errmsg[RFS_ERRMSG_SIZE];
-    memset(&o, 0, sizeof o);
-    o.n_meta = 1;
-    o.meta[0] = fx->f.addr[0];
-    o.timeout_ms = timeout_ms;
-    o.attempt_ms = 200;
-    o.txn_crash_after = crash;
-    assert_int_equal(kv_client_new(&fx->c, &o, errmsg), 0);
+    fx->c = fake_groups_client(&fx->f.g, timeout_ms, crash);
     return fx->c;
 }
 
 static void set_answer(struct fake *f, fake_answer_fn fn)
 {
-    pthread_mutex_lock(&f->mu);
+    pthread_mutex_lock(&f->g.mu);
     f->answer = fn;
-    pthread_mutex_unlock(&f->mu);
+    pthread_mutex_unlock(&f->g.mu);
 }
 
 static uint64_t now_ms(void)
@@ -328,7 +208,7 @@ static void trace(struct fake *f, char *out, size_t cap)
 {
     size_t used = 0;
     out[0] = '\0';
-    pthread_mutex_lock(&f->mu);
+    pthread_mutex_lock(&f->g.mu);
     for (unsigned i = 0; i < f->n_log && used < cap; i++) {
         const struct logged *l = &f->log[i];
         used += (size_t)snprintf(
@@ -339,7 +219,7 @@ static void trace(struct fake *f, char *out, size_t cap)
                 : "",
             l->op == RAFTFS__KV_OP__KV_TXN_CHECK ? l->primary : l->keys);
     }
-    pthread_mutex_unlock(&f->mu);
+    pthread_mutex_unlock(&f->g.mu);
 }
 
 #define assert_trace(f, expected)                                                                  \
@@ -391,11 +271,11 @@ static void locked(struct fake *f, Raftfs__KvReply *rep, const char *key)
  * PENDINGs, then f->check_state. */
 static void lock_script(struct fake *f, Raftfs__TxnState state, unsigned pending_checks)
 {
-    pthread_mutex_lock(&f->mu);
+    pthread_mutex_lock(&f->g.mu);
     f->k_locked = true;
     f->check_state = state;
     f->pending_checks = pending_checks;
-    pthread_mutex_unlock(&f->mu);
+    pthread_mutex_unlock(&f->g.mu);
 }
 
 static void answer_lock_on_k(struct fake *f, unsigned gid, const Raftfs__KvRequest *req,
@@ -450,7 +330,7 @@ static void test_get_meeting_committed_lock_rolls_it_forward_and_resends(void **
     assert_int_equal(v.version, 42);
     kv_client_value_clear(&v);
     assert_trace(f, "g1 GET  | g2 CHECK p | g1 COMMIT k | g1 GET ");
-    pthread_mutex_lock(&f->mu);
+    pthread_mutex_lock(&f->g.mu);
     /* The check names the lock met; settling it carries no session. */
     assert_int_equal(f->log[1].txn_id, 7);
     assert_int_equal(f->log[1].lock_deadline, 1234);
@@ -461,7 +341,7 @@ static void test_get_meeting_committed_lock_rolls_it_forward_and_resends(void **
     /* The resent request is the original, byte for byte. */
     assert_int_equal(f->log[3].raw_len, f->log[0].raw_len);
     assert_memory_equal(f->log[3].raw, f->log[0].raw, f->log[0].raw_len);
-    pthread_mutex_unlock(&f->mu);
+    pthread_mutex_unlock(&f->g.mu);
 }
 
 static void test_put_meeting_aborted_lock_rolls_it_back_and_resends_same_session(void **state)
@@ -476,13 +356,13 @@ static void test_put_meeting_aborted_lock_rolls_it_back_and_resends_same_session
 
     assert_int_equal(kv_client_put(fx->c, "k", 1, "x", 1, NULL, errmsg), 0);
     assert_trace(f, "g1 PUT  | g2 CHECK p | g1 ABORT k | g1 PUT ");
-    pthread_mutex_lock(&f->mu);
+    pthread_mutex_lock(&f->g.mu);
     assert_int_not_equal(f->log[0].client_id, 0);
     assert_int_equal(f->log[3].client_id, f->log[0].client_id);
     assert_int_equal(f->log[3].seq, f->log[0].seq);
     assert_int_equal(f->log[3].raw_len, f->log[0].raw_len);
     assert_memory_equal(f->log[3].raw, f->log[0].raw, f->log[0].raw_len);
-    pthread_mutex_unlock(&f->mu);
+    pthread_mutex_unlock(&f->g.mu);
 }
 
 static void test_pending_lock_is_waited_for_until_settled(void **state)
@@ -522,11 +402,11 @@ static void test_lock_pending_past_the_timeout_returns_locked_naming_it(void **s
     assert_non_null(strstr(errmsg, "key 'k' is locked by transaction 0000000000000007"));
     assert_non_null(strstr(errmsg, "primary key 'p'"));
     assert_non_null(strstr(errmsg, "pending"));
-    pthread_mutex_lock(&f->mu);
+    pthread_mutex_lock(&f->g.mu);
     for (unsigned i = 0; i < f->n_log; i++) {
         gets += f->log[i].op == RAFTFS__KV_OP__KV_GET;
     }
-    pthread_mutex_unlock(&f->mu);
+    pthread_mutex_unlock(&f->g.mu);
     /* Waits of 5, 10, 20, 40, 80, 100, 100 ms fit in 400 ms: a handful of resends, no more. */
     printf("gave up after %llu ms and %u gets\n", (unsigned long long)took, gets);
     assert_true(took >= 250 && took < 1500);
@@ -558,7 +438,7 @@ static void test_two_groups_prepare_primary_first_then_commit(void **state)
     routed(fx, 5000, KV_TXN_CRASH_NONE);
     assert_int_equal(kv_client_txn(fx->c, ab_reads, 2, ab_writes, 2, errmsg), 0);
     assert_trace(f, "g1 PREPARE a,a | g2 PREPARE b,b | g1 COMMIT* a | g2 COMMIT b");
-    pthread_mutex_lock(&f->mu);
+    pthread_mutex_lock(&f->g.mu);
     for (unsigned i = 0; i < 4; i++) {
         assert_int_equal(f->log[i].client_id, 0);
         assert_int_equal(f->log[i].txn_id, f->log[0].txn_id);
@@ -566,7 +446,7 @@ static void test_two_groups_prepare_primary_first_then_commit(void **state)
     }
     assert_int_not_equal(f->log[0].txn_id, 0);
     assert_int_equal(f->log[0].ttl_ms, KV_TXN_TTL_MS);
-    pthread_mutex_unlock(&f->mu);
+    pthread_mutex_unlock(&f->g.mu);
 }
 
 static void test_one_group_is_a_single_request(void **state)
@@ -588,8 +468,8 @@ static void answer_txn_then_moved(struct fake *f, unsigned gid, const Raftfs__Kv
 {
     (void)gid, (void)drop;
     if (req->op == RAFTFS__KV_OP__KV_TXN) {
-        f->buckets[bucket("b")] = 2;
-        f->version++;
+        f->g.buckets[bucket("b")] = 2;
+        f->g.version++;
         rep->status = RFS_EWRONGGROUP;
     }
 }
@@ -600,9 +480,9 @@ static void test_one_group_request_whose_keys_moved_apart_goes_two_phase(void **
     struct fake *f = &fx->f;
     char errmsg[RFS_ERRMSG_SIZE] = "";
 
-    pthread_mutex_lock(&f->mu);
-    f->buckets[bucket("b")] = 1;
-    pthread_mutex_unlock(&f->mu);
+    pthread_mutex_lock(&f->g.mu);
+    f->g.buckets[bucket("b")] = 1;
+    pthread_mutex_unlock(&f->g.mu);
     set_answer(f, answer_txn_then_moved);
     routed(fx, 5000, KV_TXN_CRASH_NONE);
     assert_int_equal(kv_client_txn(fx->c, NULL, 0, ab_writes, 2, errmsg), 0);
@@ -749,13 +629,13 @@ static void test_primary_commit_without_answer_is_outcome_unknown(void **state)
     routed(fx, 900, KV_TXN_CRASH_NONE);
     assert_int_equal(kv_client_txn(fx->c, NULL, 0, ab_writes, 2, errmsg), RFS_ETIMEDOUT);
     assert_non_null(strstr(errmsg, "outcome unknown"));
-    pthread_mutex_lock(&f->mu);
+    pthread_mutex_lock(&f->g.mu);
     for (unsigned i = 0; i < f->n_log; i++) {
         commits += f->log[i].op == RAFTFS__KV_OP__KV_TXN_COMMIT;
         /* Never aborted: it may have committed. */
         assert_int_not_equal(f->log[i].op, RAFTFS__KV_OP__KV_TXN_ABORT);
     }
-    pthread_mutex_unlock(&f->mu);
+    pthread_mutex_unlock(&f->g.mu);
     assert_true(commits >= 2); /* resent */
 }
 
@@ -787,8 +667,8 @@ static void answer_b_moves_to_1(struct fake *f, unsigned gid, const Raftfs__KvRe
 {
     (void)drop;
     if (gid == 2 && req->op == RAFTFS__KV_OP__KV_TXN_PREPARE) {
-        f->buckets[bucket("b")] = 1;
-        f->version++;
+        f->g.buckets[bucket("b")] = 1;
+        f->g.version++;
         rep->status = RFS_EWRONGGROUP;
     }
 }
