@@ -101,6 +101,8 @@ int rfs_fs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const void *buf,
 /* Set the size (shrinking drops the data past it). */
 int rfs_fs_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size);
 
+/* blocks and bfree count FS_BLOCK_SIZE blocks, files and ffree inodes (fixed numbers until
+ * space accounting, issue 7). */
 struct rfs_statfs {
     uint64_t blocks, bfree, files, ffree;
 };
