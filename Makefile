@@ -32,7 +32,12 @@ TEST_LIB_SRC := $(filter-out $(MAINS),$(wildcard tests/lib/*.c))
 TEST_LIB_OBJ := $(TEST_LIB_SRC:%.c=$(OUT)/%.o)
 TOOLS_SRC := $(filter-out $(MAINS),$(wildcard tools/*.c))
 TOOLS_OBJ := $(TOOLS_SRC:%.c=$(OUT)/%.o)
-PROGRAMS  := raftfs-shard raftfs-meta raftfs raftfs-proxy
+PROGRAMS  := raftfs-shard raftfs-meta raftfs raftfs-proxy raftfs-mount
+# raftfs-mount (mount/): the FUSE daemon, the only code built against libfuse3.
+FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
+FUSE_LIBS   := $(shell pkg-config --libs fuse3 2>/dev/null)
+MOUNT_SRC := $(filter-out $(MAINS),$(wildcard mount/*.c))
+MOUNT_OBJ := $(MOUNT_SRC:%.c=$(OUT)/%.o)
 SIM_SRC   := $(filter-out tests/sim/sim_main.c,$(wildcard tests/sim/*.c))
 SIM_OBJ   := $(SIM_SRC:%.c=$(OUT)/%.o)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -83,6 +88,12 @@ $(OUT)/bin/raftfs: $(OUT)/tools/raftfs_main.o $(TOOLS_OBJ) $(OUT)/libraftfs.a
 $(OUT)/bin/raftfs-proxy: $(OUT)/tests/proxy/proxy_main.o $(TEST_LIB_OBJ) $(OUT)/libraftfs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(MOUNT_OBJ) $(OUT)/mount/mount_main.o: CFLAGS += $(FUSE_CFLAGS)
+
+$(OUT)/bin/raftfs-mount: $(OUT)/mount/mount_main.o $(MOUNT_OBJ) $(OUT)/libraftfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LIBS) $(LDLIBS)
 
 $(OUT)/libraftfs.a: $(LIB_OBJ)
 	@rm -f $@

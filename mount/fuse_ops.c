@@ -1,0 +1,1014 @@
+/* raftfs-mount's FUSE operations: each op_<name> takes a request from the kernel, asks fs/fs.h
+ * (which returns 0 or -errno), and makes exactly one fuse_reply_* call.
+ *
+ * Caching: entries and attributes are given to the kernel with ctx->cache_timeout; names that
+ * do not exist are not cached (another mount may create them). Files are opened without
+ * keep_cache, so the kernel drops a file's cached pages at every open (close-to-open
+ * consistency between mounts), and without the kernel's writeback cache, so every write
+ * comes here before write(2) returns; the open file buffers it (fs/file.h) until close,
+ * fsync, or anything else here that needs it (see "file data" below).
+ *
+ * Permissions: the filesystem checks the caller's credentials where it changes things
+ * (creating, removing, chmod/chown/utimens); open, opendir and access are checked here from
+ * the mode bits, so a mount without -o default_permissions still refuses what the modes
+ * forbid. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "fs/file.h"
+#include "fuse_ops.h"
+
+#if FUSE_ROOT_ID != FS_ROOT_INO
+#error "FUSE inode numbers are the filesystem's own: the roots must agree"
+#endif
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#define RENAME_EXCHANGE  (1 << 1)
+#endif
+
+/* Entries an open directory fetches from the filesystem at a time. */
+#define DIR_FETCH 256
+
+static struct mount_ctx *ctx_of(fuse_req_t req)
+{
+    return fuse_req_userdata(req);
+}
+
+static int flush_inode(struct mount_ctx *m, uint64_t ino, bool *any);
+
+/* ---- conversions ---- */
+
+static void ns_to_timespec(int64_t ns, struct timespec *ts)
+{
+    int64_t sec = ns / 1000000000, rem = ns % 1000000000;
+    if (rem < 0) {
+        sec--;
+        rem += 1000000000;
+    }
+    ts->tv_sec = (time_t)sec;
+    ts->tv_nsec = (long)rem;
+}
+
+static int64_t timespec_to_ns(const struct timespec *ts)
+{
+    return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+static void attr_to_stat(const struct rfs_attr *a, struct stat *st)
+{
+    memset(st, 0, sizeof *st);
+    st->st_ino = (ino_t)a->ino;
+    st->st_mode = (mode_t)a->mode;
+    st->st_nlink = (nlink_t)a->nlink;
+    st->st_uid = (uid_t)a->uid;
+    st->st_gid = (gid_t)a->gid;
+    st->st_rdev = (dev_t)a->rdev;
+    st->st_size = (off_t)a->size;
+    st->st_blksize = FS_BLOCK_SIZE;
+    st->st_blocks = (blkcnt_t)a->blocks;
+    ns_to_timespec(a->atime_ns, &st->st_atim);
+    ns_to_timespec(a->mtime_ns, &st->st_mtim);
+    ns_to_timespec(a->ctime_ns, &st->st_ctim);
+}
+
+/* The caller's credentials. Supplementary groups are read (from /proc) only for callers other
+ * than root, who never needs them. */
+static void cred_of(fuse_req_t req, struct rfs_cred *c)
+{
+    const struct fuse_ctx *fc = fuse_req_ctx(req);
+    int n;
+    memset(c, 0, sizeof *c);
+    c->uid = fc->uid;
+    c->gid = fc->gid;
+    if (c->uid == 0) {
+        return;
+    }
+    n = fuse_req_getgroups(req, (int)(sizeof c->groups / sizeof c->groups[0]), c->groups);
+    if (n > 0) {
+        /* More groups than fit: the first ones are used. */
+        c->n_groups = (unsigned)n < sizeof c->groups / sizeof c->groups[0]
+                          ? (unsigned)n
+                          : (unsigned)(sizeof c->groups / sizeof c->groups[0]);
+    }
+}
+
+/* Whether c may access a with mask (R_OK | W_OK | X_OK), by the mode bits. */
+static bool may_access(const struct rfs_cred *c, const struct rfs_attr *a, int mask)
+{
+    uint32_t bits;
+    bool in_group = a->gid == c->gid;
+    if (c->uid == 0) {
+        /* root: everything, but execute only if some x bit is set (or a directory) */
+        return !(mask & X_OK) || S_ISDIR(a->mode) || (a->mode & 0111);
+    }
+    for (unsigned i = 0; i < c->n_groups && !in_group; i++) {
+        in_group = c->groups[i] == a->gid;
+    }
+    if (a->uid == c->uid) {
+        bits = (a->mode >> 6) & 7;
+    } else if (in_group) {
+        bits = (a->mode >> 3) & 7;
+    } else {
+        bits = a->mode & 7;
+    }
+    return (bits & (uint32_t)mask) == (uint32_t)mask;
+}
+
+/* The access mask an open(2) with these flags needs. */
+static int open_mask(int flags)
+{
+    int mask = 0;
+    switch (flags & O_ACCMODE) {
+        case O_RDONLY:
+            mask = R_OK;
+            break;
+        case O_WRONLY:
+            mask = W_OK;
+            break;
+        default:
+            mask = R_OK | W_OK;
+            break;
+    }
+    if (flags & O_TRUNC) {
+        mask |= W_OK;
+    }
+    return mask;
+}
+
+static void reply_entry(fuse_req_t req, const struct rfs_attr *a)
+{
+    struct mount_ctx *m = ctx_of(req);
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof e);
+    e.ino = a->ino;
+    e.attr_timeout = m->cache_timeout;
+    e.entry_timeout = m->cache_timeout;
+    attr_to_stat(a, &e.attr);
+    fuse_reply_entry(req, &e);
+}
+
+static void reply_attr(fuse_req_t req, const struct rfs_attr *a)
+{
+    struct stat st;
+    attr_to_stat(a, &st);
+    fuse_reply_attr(req, &st, ctx_of(req)->cache_timeout);
+}
+
+/* ---- the session ---- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+    (void)userdata;
+    /* Writes reach the filesystem as they are made (see the top of this file). */
+    conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+    /* The kernel clears setuid/setgid on write, truncate and chown (with a setattr); the
+     * filesystem does not do it by itself on write. */
+    conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
+    /* open(O_TRUNC) truncates in op_open, which saves a setattr round trip. */
+    if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) {
+        conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+    }
+    rfs_infof("mount: session started (kernel protocol %u.%u)", conn->proto_major,
+              conn->proto_minor);
+}
+
+static void op_destroy(void *userdata)
+{
+    (void)userdata;
+    rfs_infof("mount: session ended");
+}
+
+/* ---- names and attributes ---- */
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct mount_ctx *m = ctx_of(req);
+    struct rfs_attr a;
+    bool open_here = false;
+    int rv = rfs_fs_lookup(m->fs, parent, name, &a);
+    if (rv == 0 && S_ISREG(a.mode)) {
+        /* the size the kernel gets must count what is buffered here (flush errors are the
+         * writers' to report) */
+        flush_inode(m, a.ino, &open_here);
+        if (open_here) {
+            rv = rfs_fs_getattr(m->fs, a.ino, &a);
+        }
+    }
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    reply_entry(req, &a);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    (void)ino;
+    (void)nlookup;
+    fuse_reply_none(req); /* no per-inode state */
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+    (void)count;
+    (void)forgets;
+    fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct mount_ctx *m = ctx_of(req);
+    struct rfs_attr a;
+    int rv;
+    (void)fi;
+    /* by name or through a descriptor, the size counts what is buffered here (flush errors
+     * are the writers' to report) */
+    flush_inode(m, ino, NULL);
+    rv = rfs_fs_getattr(m->fs, ino, &a);
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    reply_attr(req, &a);
+}
+
+static int do_setattr(fuse_req_t req, fuse_ino_t ino, const struct stat *st, int to_set,
+                      struct fuse_file_info *fi, struct rfs_attr *out)
+{
+    struct mount_ctx *m = ctx_of(req);
+    struct rfs_attr in;
+    struct rfs_cred cred;
+    int set = 0, rv;
+    cred_of(req, &cred);
+    memset(&in, 0, sizeof in);
+    /* Buffered writes first: they came before this (a size or mtime set now must stay), so
+     * if they cannot be written this fails. */
+    rv = flush_inode(m, ino, NULL);
+    if (rv != 0) {
+        return rv;
+    }
+    if ((to_set & FUSE_SET_ATTR_SIZE) && fi != NULL) {
+        /* ftruncate: the descriptor was opened for writing, whatever the mode says now. */
+        rv = rfs_fs_truncate(m->fs, ino, (uint64_t)st->st_size);
+        if (rv != 0) {
+            return rv;
+        }
+        to_set &= ~FUSE_SET_ATTR_SIZE;
+    }
+    if (to_set & FUSE_SET_ATTR_MODE) {
+        set |= RFS_SET_MODE;
+        in.mode = (uint32_t)st->st_mode;
+    }
+    if (to_set & FUSE_SET_ATTR_UID) {
+        set |= RFS_SET_UID;
+        in.uid = (uint32_t)st->st_uid;
+    }
+    if (to_set & FUSE_SET_ATTR_GID) {
+        set |= RFS_SET_GID;
+        in.gid = (uint32_t)st->st_gid;
+    }
+    if (to_set & FUSE_SET_ATTR_SIZE) {
+        set |= RFS_SET_SIZE;
+        in.size = (uint64_t)st->st_size;
+    }
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+        set |= RFS_SET_ATIME_NOW;
+    } else if (to_set & FUSE_SET_ATTR_ATIME) {
+        set |= RFS_SET_ATIME;
+        in.atime_ns = timespec_to_ns(&st->st_atim);
+    }
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+        set |= RFS_SET_MTIME_NOW;
+    } else if (to_set & FUSE_SET_ATTR_MTIME) {
+        set |= RFS_SET_MTIME;
+        in.mtime_ns = timespec_to_ns(&st->st_mtim);
+    }
+    if (to_set & FUSE_SET_ATTR_CTIME) {
+        set |= RFS_SET_CTIME;
+        in.ctime_ns = timespec_to_ns(&st->st_ctim);
+    }
+    if (set == 0) {
+        return rfs_fs_getattr(m->fs, ino, out);
+    }
+    return rfs_fs_setattr(m->fs, ino, &in, set, &cred, out);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+    struct rfs_attr a;
+    int rv = do_setattr(req, ino, attr, to_set, fi, &a);
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    reply_attr(req, &a);
+}
+
+static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+    struct rfs_attr a;
+    struct rfs_cred cred;
+    int rv = rfs_fs_getattr(ctx_of(req)->fs, ino, &a);
+    if (rv == 0 && mask != F_OK) {
+        cred_of(req, &cred);
+        rv = may_access(&cred, &a, mask) ? 0 : -EACCES;
+    }
+    fuse_reply_err(req, -rv);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    char buf[PATH_MAX + 1];
+    int rv = rfs_fs_readlink(ctx_of(req)->fs, ino, buf, sizeof buf);
+    if (rv < 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    fuse_reply_readlink(req, buf);
+}
+
+/* ---- creating and removing names ---- */
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+    struct rfs_cred cred;
+    struct rfs_attr a;
+    int rv;
+    cred_of(req, &cred);
+    rv = rfs_fs_mknod(ctx_of(req)->fs, parent, name, (uint32_t)mode, (uint64_t)rdev, &cred, &a);
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    reply_entry(req, &a);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    struct rfs_cred cred;
+    struct rfs_attr a;
+    int rv;
+    cred_of(req, &cred);
+    rv = rfs_fs_mkdir(ctx_of(req)->fs, parent, name, (uint32_t)mode, &cred, &a);
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    reply_entry(req, &a);
+}
+
+static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
+{
+    struct rfs_cred cred;
+    struct rfs_attr a;
+    int rv;
+    cred_of(req, &cred);
+    rv = rfs_fs_symlink(ctx_of(req)->fs, target, parent, name, &cred, &a);
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    reply_entry(req, &a);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+    struct rfs_attr a;
+    int rv = rfs_fs_link(ctx_of(req)->fs, ino, newparent, newname, &a);
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    reply_entry(req, &a);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    fuse_reply_err(req, -rfs_fs_unlink(ctx_of(req)->fs, parent, name));
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    fuse_reply_err(req, -rfs_fs_rmdir(ctx_of(req)->fs, parent, name));
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+    int rv;
+    if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+        rv = -EINVAL; /* RENAME_WHITEOUT: no overlay support */
+    } else {
+        rv = rfs_fs_rename(ctx_of(req)->fs, parent, name, newparent, newname, flags);
+    }
+    fuse_reply_err(req, -rv);
+}
+
+/* ---- file data ----
+ * An open file is an fs/file.h handle (fi->fh), which buffers writes until flush, fsync,
+ * close or a read through it. The handles are also listed by inode number (ctx->files), so
+ * that whatever reaches an inode some other way (stat or truncate by name, another open, a
+ * read through another handle) first flushes what this mount's handles hold: within one
+ * mount a file behaves as on a local disk, between mounts close-to-open. */
+
+struct mount_open_file {
+    struct rfs_file *f;
+    uint64_t ino;
+    struct mount_open_file *next, **pprev; /* in the bucket's list, under its mu */
+    int err; /* under the bucket's mu: an error that made a flush run by some other call drop
+              * this handle's bytes, for this handle's next flush or fsync to report */
+};
+
+static struct mount_file_bucket *bucket_of(struct mount_ctx *m, uint64_t ino)
+{
+    return &m->files[(ino ^ ino >> 48) % MOUNT_FILE_BUCKETS];
+}
+
+void mount_ctx_init(struct mount_ctx *m, struct rfs_fs *fs, double cache_timeout)
+{
+    memset(m, 0, sizeof *m);
+    m->fs = fs;
+    m->cache_timeout = cache_timeout;
+    for (unsigned i = 0; i < MOUNT_FILE_BUCKETS; i++) {
+        pthread_mutex_init(&m->files[i].mu, NULL);
+    }
+}
+
+void mount_ctx_close(struct mount_ctx *m)
+{
+    for (unsigned i = 0; i < MOUNT_FILE_BUCKETS; i++) {
+        struct mount_open_file *o;
+        while ((o = m->files[i].head) != NULL) {
+            m->files[i].head = o->next;
+            rfs_warnf("mount: %llx still open at the end of the session: flushed and closed",
+                      (unsigned long long)o->ino);
+            rfs_file_release(o->f);
+            rfs_free(o);
+        }
+        pthread_mutex_destroy(&m->files[i].mu);
+    }
+}
+
+/* Flush every handle on ino. The bucket stays locked meanwhile, so no handle on the list
+ * can be released (freed) under us. Returns 0 or the first error; *any (may be NULL) says
+ * whether ino has open handles. An error that dropped a handle's bytes (fs/file.h returns
+ * it once) is kept for that handle's owner too. */
+static int flush_inode(struct mount_ctx *m, uint64_t ino, bool *any)
+{
+    struct mount_file_bucket *b = bucket_of(m, ino);
+    int rv = 0;
+    bool found = false;
+    pthread_mutex_lock(&b->mu);
+    for (struct mount_open_file *o = b->head; o != NULL; o = o->next) {
+        if (o->ino == ino) {
+            int r = rfs_file_flush(o->f);
+            found = true;
+            rv = rv != 0 ? rv : r;
+            if (r != 0 && r != -EIO && r != -EAGAIN && r != -ENOMEM && o->err == 0) {
+                o->err = r;
+            }
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (any != NULL) {
+        *any = found;
+    }
+    return rv;
+}
+
+/* A handle on ino, listed; NULL when out of memory. */
+static struct mount_open_file *file_open(struct mount_ctx *m, uint64_t ino, int flags)
+{
+    struct mount_file_bucket *b = bucket_of(m, ino);
+    struct mount_open_file *o = rfs_calloc(1, sizeof *o);
+    if (o == NULL) {
+        return NULL;
+    }
+    o->f = rfs_file_open(m->fs, ino, flags);
+    if (o->f == NULL) {
+        rfs_free(o);
+        return NULL;
+    }
+    o->ino = ino;
+    pthread_mutex_lock(&b->mu);
+    o->next = b->head;
+    o->pprev = &b->head;
+    if (b->head != NULL) {
+        b->head->pprev = &o->next;
+    }
+    b->head = o;
+    pthread_mutex_unlock(&b->mu);
+    return o;
+}
+
+/* Unlist, flush and free (a flush error is logged: FUSE's flush op reported it already). */
+static void file_release(struct mount_ctx *m, struct mount_open_file *o)
+{
+    struct mount_file_bucket *b = bucket_of(m, o->ino);
+    pthread_mutex_lock(&b->mu);
+    *o->pprev = o->next;
+    if (o->next != NULL) {
+        o->next->pprev = o->pprev;
+    }
+    pthread_mutex_unlock(&b->mu);
+    rfs_file_release(o->f);
+    rfs_free(o);
+}
+
+static struct mount_open_file *file_of(const struct fuse_file_info *fi)
+{
+    return (struct mount_open_file *)(uintptr_t)fi->fh;
+}
+
+/* Flush o for its owner (close, fsync): 0, or this flush's error or one an earlier flush on
+ * o's behalf met. */
+static int file_flush(struct mount_ctx *m, struct mount_open_file *o)
+{
+    struct mount_file_bucket *b = bucket_of(m, o->ino);
+    int rv = rfs_file_flush(o->f);
+    pthread_mutex_lock(&b->mu);
+    if (rv == 0) {
+        rv = o->err;
+    }
+    o->err = 0;
+    pthread_mutex_unlock(&b->mu);
+    return rv;
+}
+
+/* Open the file a describes (a is updated if O_TRUNC truncates it) into fi->fh. */
+static int do_open(fuse_req_t req, struct rfs_attr *a, struct fuse_file_info *fi)
+{
+    struct mount_ctx *m = ctx_of(req);
+    struct mount_open_file *o;
+    struct rfs_cred cred;
+    int rv;
+    if (S_ISDIR(a->mode)) {
+        return -EISDIR;
+    }
+    cred_of(req, &cred);
+    if (!may_access(&cred, a, open_mask(fi->flags))) {
+        return -EACCES;
+    }
+    flush_inode(m, a->ino, NULL); /* failures are the writers' to report */
+    if ((fi->flags & O_TRUNC) && S_ISREG(a->mode)) {
+        /* FUSE_CAP_ATOMIC_O_TRUNC: the kernel leaves it to us (mtime and ctime change even
+         * when the file is empty, as on a local disk) */
+        rv = rfs_fs_truncate(m->fs, a->ino, 0);
+        if (rv == 0) {
+            rv = rfs_fs_getattr(m->fs, a->ino, a);
+        }
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    o = file_open(m, a->ino, fi->flags);
+    if (o == NULL) {
+        return -ENOMEM;
+    }
+    fi->fh = (uintptr_t)o;
+    fi->keep_cache = 0;
+    return 0;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct rfs_attr a;
+    int rv = rfs_fs_getattr(ctx_of(req)->fs, ino, &a);
+    if (rv == 0) {
+        rv = do_open(req, &a, fi);
+    }
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    if (fuse_reply_open(req, fi) == -ENOENT) {
+        file_release(ctx_of(req), file_of(fi)); /* interrupted: no release will come */
+    }
+}
+
+/* Create and open name; if another mount made it first (and O_EXCL is not asked for), open
+ * theirs (truncated if O_TRUNC says so). */
+static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                     struct fuse_file_info *fi, struct rfs_attr *a)
+{
+    struct mount_ctx *m = ctx_of(req);
+    struct mount_open_file *o;
+    struct rfs_cred cred;
+    int rv;
+    cred_of(req, &cred);
+    rv = rfs_fs_mknod(m->fs, parent, name, S_IFREG | ((uint32_t)mode & 07777), 0, &cred, a);
+    if (rv == -EEXIST && !(fi->flags & O_EXCL)) {
+        rv = rfs_fs_lookup(m->fs, parent, name, a);
+        return rv != 0 ? rv : do_open(req, a, fi);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    o = file_open(m, a->ino, fi->flags);
+    if (o == NULL) {
+        return -ENOMEM; /* the file stays, empty, as after a crash between the two */
+    }
+    fi->fh = (uintptr_t)o;
+    fi->keep_cache = 0;
+    return 0;
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+    struct mount_ctx *m = ctx_of(req);
+    struct fuse_entry_param e;
+    struct rfs_attr a;
+    int rv = do_create(req, parent, name, mode, fi, &a);
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    memset(&e, 0, sizeof e);
+    e.ino = a.ino;
+    e.attr_timeout = m->cache_timeout;
+    e.entry_timeout = m->cache_timeout;
+    attr_to_stat(&a, &e.attr);
+    if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+        file_release(m, file_of(fi));
+    }
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    struct mount_ctx *m = ctx_of(req);
+    void *buf = rfs_malloc(size > 0 ? size : 1);
+    size_t n = 0;
+    int rv;
+    if (buf == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    flush_inode(m, ino, NULL); /* what other handles here wrote (their errors are theirs) */
+    rv = rfs_file_read(file_of(fi)->f, (uint64_t)off, size, buf, &n);
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+    } else {
+        fuse_reply_buf(req, buf, n);
+    }
+    rfs_free(buf);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+    int rv;
+    (void)ino;
+    if (off < 0) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    rv = rfs_file_write(file_of(fi)->f, (uint64_t)off, buf, size);
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    fuse_reply_write(req, size);
+}
+
+/* Every close(2) of a descriptor: its error is close's. */
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    fuse_reply_err(req, -file_flush(ctx_of(req), file_of(fi)));
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    file_release(ctx_of(req), file_of(fi));
+    fuse_reply_err(req, 0);
+}
+
+/* Returns once the data is committed (rfs_file_flush writes the inode with the last block). */
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    (void)ino;
+    (void)datasync;
+    fuse_reply_err(req, -file_flush(ctx_of(req), file_of(fi)));
+}
+
+/* ---- directories ----
+ * An open directory keeps the names listed so far, in order, with "." and ".." first: the
+ * entry at index i is given to the kernel with offset i + 1 (where the next call resumes), so
+ * offsets stay valid while others change the directory. More names are fetched from the
+ * filesystem when the kernel reads past the end of the list, after the last name in it;
+ * offset 0 (a fresh listing or rewinddir) starts the list again. */
+
+struct dir_entry {
+    char *name; /* rfs_malloc'd */
+    uint64_t ino;
+    uint32_t mode;
+};
+
+struct dir_handle {
+    uint64_t ino;
+    pthread_mutex_t mu;  /* protects the fields below (the kernel may overlap readdirs) */
+    struct dir_entry *e; /* e[0] ".", e[1] "..", then the names fetched so far */
+    size_t n, cap;
+    bool done;            /* the listing reached the end of the directory */
+    unsigned fetched_now; /* names added by the fetch in progress */
+    bool fetch_failed;    /* the fetch in progress ran out of memory */
+};
+
+static void dir_truncate(struct dir_handle *d, size_t n)
+{
+    while (d->n > n) {
+        rfs_free(d->e[--d->n].name);
+    }
+}
+
+static int dir_append(struct dir_handle *d, const char *name, uint64_t ino, uint32_t mode)
+{
+    char *copy;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 64;
+        struct dir_entry *e = rfs_realloc(d->e, cap * sizeof *e);
+        if (e == NULL) {
+            return -ENOMEM;
+        }
+        d->e = e;
+        d->cap = cap;
+    }
+    copy = rfs_strdup(name);
+    if (copy == NULL) {
+        return -ENOMEM;
+    }
+    d->e[d->n].name = copy;
+    d->e[d->n].ino = ino;
+    d->e[d->n].mode = mode;
+    d->n++;
+    return 0;
+}
+
+static int dir_fetch_cb(void *data, const char *name, uint64_t ino, uint32_t mode)
+{
+    struct dir_handle *d = data;
+    if (dir_append(d, name, ino, mode) != 0) {
+        d->fetch_failed = true;
+        return 1;
+    }
+    return ++d->fetched_now >= DIR_FETCH;
+}
+
+/* Fetch the next names after the last one listed. Called with d->mu held. */
+static int dir_fetch(struct mount_ctx *m, struct dir_handle *d)
+{
+    const char *after = d->n > 2 ? d->e[d->n - 1].name : NULL;
+    size_t before = d->n;
+    int rv;
+    d->fetched_now = 0;
+    d->fetch_failed = false;
+    rv = rfs_fs_readdir(m->fs, d->ino, after, dir_fetch_cb, d);
+    if (rv != 0) {
+        dir_truncate(d, before);
+        return rv;
+    }
+    if (d->fetch_failed) {
+        /* keep what fitted; the next call fetches after it */
+        return d->n > before ? 0 : -ENOMEM;
+    }
+    if (d->fetched_now < DIR_FETCH) {
+        d->done = true; /* fewer than asked: that was the end */
+    }
+    return 0;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct mount_ctx *m = ctx_of(req);
+    struct dir_handle *d;
+    struct rfs_attr a;
+    struct rfs_cred cred;
+    int rv = rfs_fs_getattr(m->fs, ino, &a);
+    if (rv == 0 && !S_ISDIR(a.mode)) {
+        rv = -ENOTDIR;
+    }
+    if (rv == 0) {
+        cred_of(req, &cred);
+        rv = may_access(&cred, &a, R_OK) ? 0 : -EACCES;
+    }
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    d = rfs_calloc(1, sizeof *d);
+    if (d == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    d->ino = ino;
+    pthread_mutex_init(&d->mu, NULL);
+    /* ".." names the directory itself: fs.h does not give a directory's parent, and the
+     * kernel resolves ".." from its own dentries anyway. */
+    if (dir_append(d, ".", ino, S_IFDIR) != 0 || dir_append(d, "..", ino, S_IFDIR) != 0) {
+        dir_truncate(d, 0);
+        rfs_free(d->e);
+        pthread_mutex_destroy(&d->mu);
+        rfs_free(d);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    fi->fh = (uintptr_t)d;
+    fi->cache_readdir = 0;
+    if (fuse_reply_open(req, fi) == -ENOENT) {
+        /* the opener was interrupted: no releasedir will come */
+        dir_truncate(d, 0);
+        rfs_free(d->e);
+        pthread_mutex_destroy(&d->mu);
+        rfs_free(d);
+    }
+}
+
+/* Add entry i to buf (at *used of size bytes); returns false if it does not fit. */
+static bool dir_add(fuse_req_t req, struct dir_handle *d, size_t i, bool plus, char *buf,
+                    size_t size, size_t *used)
+{
+    struct mount_ctx *m = ctx_of(req);
+    const struct dir_entry *de = &d->e[i];
+    size_t need;
+    if (plus) {
+        struct fuse_entry_param e;
+        struct rfs_attr a;
+        memset(&e, 0, sizeof e);
+        e.attr.st_ino = (ino_t)de->ino;
+        e.attr.st_mode = (mode_t)de->mode;
+        /* No entry for "." and ".." (the kernel ignores them) nor for a name that vanished
+         * since it was listed (ino 0: the kernel looks it up when asked). */
+        if (i >= 2 && S_ISREG(de->mode)) {
+            flush_inode(m, de->ino, NULL); /* sizes count what is buffered here */
+        }
+        if (i >= 2 && rfs_fs_getattr(m->fs, de->ino, &a) == 0) {
+            e.ino = a.ino;
+            e.attr_timeout = m->cache_timeout;
+            e.entry_timeout = m->cache_timeout;
+            attr_to_stat(&a, &e.attr);
+        }
+        need = fuse_add_direntry_plus(req, buf + *used, size - *used, de->name, &e, (off_t)(i + 1));
+    } else {
+        struct stat st;
+        memset(&st, 0, sizeof st);
+        st.st_ino = (ino_t)de->ino;
+        st.st_mode = (mode_t)de->mode;
+        need = fuse_add_direntry(req, buf + *used, size - *used, de->name, &st, (off_t)(i + 1));
+    }
+    if (need > size - *used) {
+        return false;
+    }
+    *used += need;
+    return true;
+}
+
+static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
+{
+    struct mount_ctx *m = ctx_of(req);
+    struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+    char *buf = rfs_malloc(size > 0 ? size : 1);
+    size_t used = 0, i;
+    int rv = 0;
+    if (buf == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    pthread_mutex_lock(&d->mu);
+    if (off <= 0) {
+        dir_truncate(d, 2);
+        d->done = false;
+    }
+    i = off > 0 ? (size_t)off : 0;
+    for (;;) {
+        if (i >= d->n) {
+            if (d->done) {
+                break;
+            }
+            rv = dir_fetch(m, d);
+            if (rv != 0) {
+                break;
+            }
+            continue;
+        }
+        if (!dir_add(req, d, i, plus, buf, size, &used)) {
+            break;
+        }
+        i++;
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (rv != 0 && used == 0) {
+        fuse_reply_err(req, -rv);
+    } else {
+        fuse_reply_buf(req, buf, used);
+    }
+    rfs_free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+    (void)ino;
+    do_readdir(req, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+    (void)ino;
+    do_readdir(req, size, off, fi, true);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+    (void)ino;
+    dir_truncate(d, 0);
+    rfs_free(d->e);
+    pthread_mutex_destroy(&d->mu);
+    rfs_free(d);
+    fuse_reply_err(req, 0);
+}
+
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    (void)ino;
+    (void)datasync;
+    (void)fi;
+    fuse_reply_err(req, 0); /* every change of a directory is committed when it returns */
+}
+
+/* ---- the filesystem ---- */
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    struct rfs_statfs s;
+    struct statvfs st;
+    int rv;
+    (void)ino;
+    rv = rfs_fs_statfs(ctx_of(req)->fs, &s);
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    memset(&st, 0, sizeof st);
+    st.f_bsize = FS_BLOCK_SIZE;
+    st.f_frsize = FS_BLOCK_SIZE;
+    st.f_blocks = (fsblkcnt_t)s.blocks;
+    st.f_bfree = (fsblkcnt_t)s.bfree;
+    st.f_bavail = (fsblkcnt_t)s.bfree;
+    st.f_files = (fsfilcnt_t)s.files;
+    st.f_ffree = (fsfilcnt_t)s.ffree;
+    st.f_favail = (fsfilcnt_t)s.ffree;
+    st.f_namemax = FS_NAME_MAX;
+    fuse_reply_statfs(req, &st);
+}
+
+/* Extended attributes are not there yet: libfuse answers ENOSYS for the ops left out, and the
+ * kernel then returns EOPNOTSUPP without asking again. */
+const struct fuse_lowlevel_ops mount_ops = {
+    .init = op_init,
+    .destroy = op_destroy,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .access = op_access,
+    .readlink = op_readlink,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .symlink = op_symlink,
+    .link = op_link,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .rename = op_rename,
+    .open = op_open,
+    .create = op_create,
+    .read = op_read,
+    .write = op_write,
+    .flush = op_flush,
+    .release = op_release,
+    .fsync = op_fsync,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .releasedir = op_releasedir,
+    .fsyncdir = op_fsyncdir,
+    .statfs = op_statfs,
+};
