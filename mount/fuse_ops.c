@@ -26,7 +26,8 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "fs/file.h"
+#include "dirlist.h"
+#include "files.h"
 #include "fuse_ops.h"
 
 #if FUSE_ROOT_ID != FS_ROOT_INO
@@ -38,15 +39,10 @@
 #define RENAME_EXCHANGE  (1 << 1)
 #endif
 
-/* Entries an open directory fetches from the filesystem at a time. */
-#define DIR_FETCH 256
-
 static struct mount_ctx *ctx_of(fuse_req_t req)
 {
     return fuse_req_userdata(req);
 }
-
-static int flush_inode(struct mount_ctx *m, uint64_t ino, bool *any);
 
 /* ---- conversions ---- */
 
@@ -201,7 +197,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (rv == 0 && S_ISREG(a.mode)) {
         /* the size the kernel gets must count what is buffered here (flush errors are the
          * writers' to report) */
-        flush_inode(m, a.ino, &open_here);
+        mount_files_flush_inode(m, a.ino, &open_here);
         if (open_here) {
             rv = rfs_fs_getattr(m->fs, a.ino, &a);
         }
@@ -235,7 +231,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     (void)fi;
     /* by name or through a descriptor, the size counts what is buffered here (flush errors
      * are the writers' to report) */
-    flush_inode(m, ino, NULL);
+    mount_files_flush_inode(m, ino, NULL);
     rv = rfs_fs_getattr(m->fs, ino, &a);
     if (rv != 0) {
         fuse_reply_err(req, -rv);
@@ -255,7 +251,7 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, const struct stat *st, int
     memset(&in, 0, sizeof in);
     /* Buffered writes first: they came before this (a size or mtime set now must stay), so
      * if they cannot be written this fails. */
-    rv = flush_inode(m, ino, NULL);
+    rv = mount_files_flush_inode(m, ino, NULL);
     if (rv != 0) {
         return rv;
     }
@@ -418,134 +414,15 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 }
 
 /* ---- file data ----
- * An open file is an fs/file.h handle (fi->fh), which buffers writes until flush, fsync,
- * close or a read through it. The handles are also listed by inode number (ctx->files), so
- * that whatever reaches an inode some other way (stat or truncate by name, another open, a
- * read through another handle) first flushes what this mount's handles hold: within one
- * mount a file behaves as on a local disk, between mounts close-to-open. */
-
-struct mount_open_file {
-    struct rfs_file *f;
-    uint64_t ino;
-    struct mount_open_file *next, **pprev; /* in the bucket's list, under its mu */
-    int err; /* under the bucket's mu: an error that made a flush run by some other call drop
-              * this handle's bytes, for this handle's next flush or fsync to report */
-};
-
-static struct mount_file_bucket *bucket_of(struct mount_ctx *m, uint64_t ino)
-{
-    return &m->files[(ino ^ ino >> 48) % MOUNT_FILE_BUCKETS];
-}
-
-void mount_ctx_init(struct mount_ctx *m, struct rfs_fs *fs, double cache_timeout)
-{
-    memset(m, 0, sizeof *m);
-    m->fs = fs;
-    m->cache_timeout = cache_timeout;
-    for (unsigned i = 0; i < MOUNT_FILE_BUCKETS; i++) {
-        pthread_mutex_init(&m->files[i].mu, NULL);
-    }
-}
-
-void mount_ctx_close(struct mount_ctx *m)
-{
-    for (unsigned i = 0; i < MOUNT_FILE_BUCKETS; i++) {
-        struct mount_open_file *o;
-        while ((o = m->files[i].head) != NULL) {
-            m->files[i].head = o->next;
-            rfs_warnf("mount: %llx still open at the end of the session: flushed and closed",
-                      (unsigned long long)o->ino);
-            rfs_file_release(o->f);
-            rfs_free(o);
-        }
-        pthread_mutex_destroy(&m->files[i].mu);
-    }
-}
-
-/* Flush every handle on ino. The bucket stays locked meanwhile, so no handle on the list
- * can be released (freed) under us. Returns 0 or the first error; *any (may be NULL) says
- * whether ino has open handles. An error that dropped a handle's bytes (fs/file.h returns
- * it once) is kept for that handle's owner too. */
-static int flush_inode(struct mount_ctx *m, uint64_t ino, bool *any)
-{
-    struct mount_file_bucket *b = bucket_of(m, ino);
-    int rv = 0;
-    bool found = false;
-    pthread_mutex_lock(&b->mu);
-    for (struct mount_open_file *o = b->head; o != NULL; o = o->next) {
-        if (o->ino == ino) {
-            int r = rfs_file_flush(o->f);
-            found = true;
-            rv = rv != 0 ? rv : r;
-            if (r != 0 && r != -EIO && r != -EAGAIN && r != -ENOMEM && o->err == 0) {
-                o->err = r;
-            }
-        }
-    }
-    pthread_mutex_unlock(&b->mu);
-    if (any != NULL) {
-        *any = found;
-    }
-    return rv;
-}
-
-/* A handle on ino, listed; NULL when out of memory. */
-static struct mount_open_file *file_open(struct mount_ctx *m, uint64_t ino, int flags)
-{
-    struct mount_file_bucket *b = bucket_of(m, ino);
-    struct mount_open_file *o = rfs_calloc(1, sizeof *o);
-    if (o == NULL) {
-        return NULL;
-    }
-    o->f = rfs_file_open(m->fs, ino, flags);
-    if (o->f == NULL) {
-        rfs_free(o);
-        return NULL;
-    }
-    o->ino = ino;
-    pthread_mutex_lock(&b->mu);
-    o->next = b->head;
-    o->pprev = &b->head;
-    if (b->head != NULL) {
-        b->head->pprev = &o->next;
-    }
-    b->head = o;
-    pthread_mutex_unlock(&b->mu);
-    return o;
-}
-
-/* Unlist, flush and free (a flush error is logged: FUSE's flush op reported it already). */
-static void file_release(struct mount_ctx *m, struct mount_open_file *o)
-{
-    struct mount_file_bucket *b = bucket_of(m, o->ino);
-    pthread_mutex_lock(&b->mu);
-    *o->pprev = o->next;
-    if (o->next != NULL) {
-        o->next->pprev = o->pprev;
-    }
-    pthread_mutex_unlock(&b->mu);
-    rfs_file_release(o->f);
-    rfs_free(o);
-}
+ * An open file is an fs/file.h handle (fi->fh, listed in mount/files.h), which buffers
+ * writes until flush, fsync, close or a read through it. Whatever reaches an inode some
+ * other way (stat or truncate by name, another open, a read through another descriptor)
+ * first flushes what this mount's handles hold: within one mount a file behaves as on a
+ * local disk, between mounts close-to-open. */
 
 static struct mount_open_file *file_of(const struct fuse_file_info *fi)
 {
     return (struct mount_open_file *)(uintptr_t)fi->fh;
-}
-
-/* Flush o for its owner (close, fsync): 0, or this flush's error or one an earlier flush on
- * o's behalf met. */
-static int file_flush(struct mount_ctx *m, struct mount_open_file *o)
-{
-    struct mount_file_bucket *b = bucket_of(m, o->ino);
-    int rv = rfs_file_flush(o->f);
-    pthread_mutex_lock(&b->mu);
-    if (rv == 0) {
-        rv = o->err;
-    }
-    o->err = 0;
-    pthread_mutex_unlock(&b->mu);
-    return rv;
 }
 
 /* Open the file a describes (a is updated if O_TRUNC truncates it) into fi->fh. */
@@ -562,7 +439,7 @@ static int do_open(fuse_req_t req, struct rfs_attr *a, struct fuse_file_info *fi
     if (!may_access(&cred, a, open_mask(fi->flags))) {
         return -EACCES;
     }
-    flush_inode(m, a->ino, NULL); /* failures are the writers' to report */
+    mount_files_flush_inode(m, a->ino, NULL); /* failures are the writers' to report */
     if ((fi->flags & O_TRUNC) && S_ISREG(a->mode)) {
         /* FUSE_CAP_ATOMIC_O_TRUNC: the kernel leaves it to us (mtime and ctime change even
          * when the file is empty, as on a local disk) */
@@ -574,7 +451,7 @@ static int do_open(fuse_req_t req, struct rfs_attr *a, struct fuse_file_info *fi
             return rv;
         }
     }
-    o = file_open(m, a->ino, fi->flags);
+    o = mount_file_open(m, a->ino, fi->flags);
     if (o == NULL) {
         return -ENOMEM;
     }
@@ -595,7 +472,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     if (fuse_reply_open(req, fi) == -ENOENT) {
-        file_release(ctx_of(req), file_of(fi)); /* interrupted: no release will come */
+        mount_file_release(ctx_of(req), file_of(fi)); /* interrupted: no release will come */
     }
 }
 
@@ -617,7 +494,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     if (rv != 0) {
         return rv;
     }
-    o = file_open(m, a->ino, fi->flags);
+    o = mount_file_open(m, a->ino, fi->flags);
     if (o == NULL) {
         return -ENOMEM; /* the file stays, empty, as after a crash between the two */
     }
@@ -643,7 +520,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     e.entry_timeout = m->cache_timeout;
     attr_to_stat(&a, &e.attr);
     if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-        file_release(m, file_of(fi));
+        mount_file_release(m, file_of(fi));
     }
 }
 
@@ -658,7 +535,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    flush_inode(m, ino, NULL); /* what other handles here wrote (their errors are theirs) */
+    mount_files_flush_inode(m, ino,
+                            NULL); /* what other handles here wrote (their errors are theirs) */
     rv = rfs_file_read(file_of(fi)->f, (uint64_t)off, size, buf, &n);
     if (rv != 0) {
         fuse_reply_err(req, -rv);
@@ -689,13 +567,13 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;
-    fuse_reply_err(req, -file_flush(ctx_of(req), file_of(fi)));
+    fuse_reply_err(req, -mount_file_flush(ctx_of(req), file_of(fi)));
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;
-    file_release(ctx_of(req), file_of(fi));
+    mount_file_release(ctx_of(req), file_of(fi));
     fuse_reply_err(req, 0);
 }
 
@@ -704,99 +582,15 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 {
     (void)ino;
     (void)datasync;
-    fuse_reply_err(req, -file_flush(ctx_of(req), file_of(fi)));
+    fuse_reply_err(req, -mount_file_flush(ctx_of(req), file_of(fi)));
 }
 
-/* ---- directories ----
- * An open directory keeps the names listed so far, in order, with "." and ".." first: the
- * entry at index i is given to the kernel with offset i + 1 (where the next call resumes), so
- * offsets stay valid while others change the directory. More names are fetched from the
- * filesystem when the kernel reads past the end of the list, after the last name in it;
- * offset 0 (a fresh listing or rewinddir) starts the list again. */
-
-struct dir_entry {
-    char *name; /* rfs_malloc'd */
-    uint64_t ino;
-    uint32_t mode;
-};
-
-struct dir_handle {
-    uint64_t ino;
-    pthread_mutex_t mu;  /* protects the fields below (the kernel may overlap readdirs) */
-    struct dir_entry *e; /* e[0] ".", e[1] "..", then the names fetched so far */
-    size_t n, cap;
-    bool done;            /* the listing reached the end of the directory */
-    unsigned fetched_now; /* names added by the fetch in progress */
-    bool fetch_failed;    /* the fetch in progress ran out of memory */
-};
-
-static void dir_truncate(struct dir_handle *d, size_t n)
-{
-    while (d->n > n) {
-        rfs_free(d->e[--d->n].name);
-    }
-}
-
-static int dir_append(struct dir_handle *d, const char *name, uint64_t ino, uint32_t mode)
-{
-    char *copy;
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 64;
-        struct dir_entry *e = rfs_realloc(d->e, cap * sizeof *e);
-        if (e == NULL) {
-            return -ENOMEM;
-        }
-        d->e = e;
-        d->cap = cap;
-    }
-    copy = rfs_strdup(name);
-    if (copy == NULL) {
-        return -ENOMEM;
-    }
-    d->e[d->n].name = copy;
-    d->e[d->n].ino = ino;
-    d->e[d->n].mode = mode;
-    d->n++;
-    return 0;
-}
-
-static int dir_fetch_cb(void *data, const char *name, uint64_t ino, uint32_t mode)
-{
-    struct dir_handle *d = data;
-    if (dir_append(d, name, ino, mode) != 0) {
-        d->fetch_failed = true;
-        return 1;
-    }
-    return ++d->fetched_now >= DIR_FETCH;
-}
-
-/* Fetch the next names after the last one listed. Called with d->mu held. */
-static int dir_fetch(struct mount_ctx *m, struct dir_handle *d)
-{
-    const char *after = d->n > 2 ? d->e[d->n - 1].name : NULL;
-    size_t before = d->n;
-    int rv;
-    d->fetched_now = 0;
-    d->fetch_failed = false;
-    rv = rfs_fs_readdir(m->fs, d->ino, after, dir_fetch_cb, d);
-    if (rv != 0) {
-        dir_truncate(d, before);
-        return rv;
-    }
-    if (d->fetch_failed) {
-        /* keep what fitted; the next call fetches after it */
-        return d->n > before ? 0 : -ENOMEM;
-    }
-    if (d->fetched_now < DIR_FETCH) {
-        d->done = true; /* fewer than asked: that was the end */
-    }
-    return 0;
-}
+/* ---- directories (listings: mount/dirlist.h) ---- */
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct mount_ctx *m = ctx_of(req);
-    struct dir_handle *d;
+    struct mount_dirlist *d;
     struct rfs_attr a;
     struct rfs_cred cred;
     int rv = rfs_fs_getattr(m->fs, ino, &a);
@@ -811,40 +605,23 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_err(req, -rv);
         return;
     }
-    d = rfs_calloc(1, sizeof *d);
+    d = mount_dirlist_new(ino);
     if (d == NULL) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    d->ino = ino;
-    pthread_mutex_init(&d->mu, NULL);
-    /* ".." names the directory itself: fs.h does not give a directory's parent, and the
-     * kernel resolves ".." from its own dentries anyway. */
-    if (dir_append(d, ".", ino, S_IFDIR) != 0 || dir_append(d, "..", ino, S_IFDIR) != 0) {
-        dir_truncate(d, 0);
-        rfs_free(d->e);
-        pthread_mutex_destroy(&d->mu);
-        rfs_free(d);
         fuse_reply_err(req, ENOMEM);
         return;
     }
     fi->fh = (uintptr_t)d;
     fi->cache_readdir = 0;
     if (fuse_reply_open(req, fi) == -ENOENT) {
-        /* the opener was interrupted: no releasedir will come */
-        dir_truncate(d, 0);
-        rfs_free(d->e);
-        pthread_mutex_destroy(&d->mu);
-        rfs_free(d);
+        mount_dirlist_free(d); /* the opener was interrupted: no releasedir will come */
     }
 }
 
 /* Add entry i to buf (at *used of size bytes); returns false if it does not fit. */
-static bool dir_add(fuse_req_t req, struct dir_handle *d, size_t i, bool plus, char *buf,
+static bool dir_add(fuse_req_t req, const struct mount_dirent *de, size_t i, bool plus, char *buf,
                     size_t size, size_t *used)
 {
     struct mount_ctx *m = ctx_of(req);
-    const struct dir_entry *de = &d->e[i];
     size_t need;
     if (plus) {
         struct fuse_entry_param e;
@@ -855,7 +632,7 @@ static bool dir_add(fuse_req_t req, struct dir_handle *d, size_t i, bool plus, c
         /* No entry for "." and ".." (the kernel ignores them) nor for a name that vanished
          * since it was listed (ino 0: the kernel looks it up when asked). */
         if (i >= 2 && S_ISREG(de->mode)) {
-            flush_inode(m, de->ino, NULL); /* sizes count what is buffered here */
+            mount_files_flush_inode(m, de->ino, NULL); /* sizes count what is buffered here */
         }
         if (i >= 2 && rfs_fs_getattr(m->fs, de->ino, &a) == 0) {
             e.ino = a.ino;
@@ -881,38 +658,24 @@ static bool dir_add(fuse_req_t req, struct dir_handle *d, size_t i, bool plus, c
 static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
 {
     struct mount_ctx *m = ctx_of(req);
-    struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+    struct mount_dirlist *d = (struct mount_dirlist *)(uintptr_t)fi->fh;
     char *buf = rfs_malloc(size > 0 ? size : 1);
-    size_t used = 0, i;
+    size_t used = 0;
     int rv = 0;
     if (buf == NULL) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
     pthread_mutex_lock(&d->mu);
-    if (off <= 0) {
-        dir_truncate(d, 2);
-        d->done = false;
-    }
-    i = off > 0 ? (size_t)off : 0;
-    for (;;) {
-        if (i >= d->n) {
-            if (d->done) {
-                break;
-            }
-            rv = dir_fetch(m, d);
-            if (rv != 0) {
-                break;
-            }
-            continue;
-        }
-        if (!dir_add(req, d, i, plus, buf, size, &used)) {
+    for (size_t i = off > 0 ? (size_t)off : 0;; i++) {
+        const struct mount_dirent *de;
+        rv = mount_dirlist_get(d, m->fs, i, &de);
+        if (rv != 0 || !dir_add(req, de, i, plus, buf, size, &used)) {
             break;
         }
-        i++;
     }
     pthread_mutex_unlock(&d->mu);
-    if (rv != 0 && used == 0) {
+    if (rv < 0 && used == 0) {
         fuse_reply_err(req, -rv);
     } else {
         fuse_reply_buf(req, buf, used);
@@ -936,12 +699,8 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
     (void)ino;
-    dir_truncate(d, 0);
-    rfs_free(d->e);
-    pthread_mutex_destroy(&d->mu);
-    rfs_free(d);
+    mount_dirlist_free((struct mount_dirlist *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }
 
