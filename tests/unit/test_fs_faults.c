@@ -38,6 +38,11 @@
 #define CP_WAIT_MS    60000
 #define NBUCKETS      64
 
+/* Steps of the namespace exerciser (more with -DFS_FAULTS_STEPS=n for a long hunt). */
+#ifndef FS_FAULTS_STEPS
+#define FS_FAULTS_STEPS 300
+#endif
+
 struct fixture {
     bool skipped;
     struct sharded s;
@@ -775,7 +780,7 @@ static void compare_trees(const char *mnt, const char *local, uint64_t seed, int
 
 static void test_random_namespace_ops_match_local_directory(void **state)
 {
-    enum { STEPS = 300, CHECK_EVERY = 25, MAX_ENTS = 400 };
+    enum { STEPS = FS_FAULTS_STEPS, CHECK_EVERY = 25, MAX_ENTS = 400 };
     struct fixture *f = *state;
     char mroot[400], lroot[400];
     const char *env = getenv("RAFTFS_SEED");
