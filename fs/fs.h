@@ -87,6 +87,10 @@ int rfs_fs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t
 /* Copies the target into buf (cap bytes, NUL-terminated); returns its length or -errno. */
 int rfs_fs_readlink(struct rfs_fs *fs, uint64_t ino, char *buf, size_t cap);
 
+/* The parent directory of directory dir into *parent (the root is its own parent). Returns 0,
+ * -ENOENT, -ENOTDIR, -EIO. */
+int rfs_fs_parent(struct rfs_fs *fs, uint64_t dir, uint64_t *parent);
+
 /* One directory entry for rfs_fs_readdir; return non-zero to stop (the buffer is full). */
 typedef int (*rfs_fs_dirent_cb)(void *data, const char *name, uint64_t ino, uint32_t mode);
 /* The entries of dir whose names sort after `after` (NULL or "": from the start, after "."
@@ -100,6 +104,29 @@ int rfs_fs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, void
 int rfs_fs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const void *buf, size_t size);
 /* Set the size (shrinking drops the data past it). */
 int rfs_fs_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size);
+
+/* Extended attributes (fs/xattr.c), of any kind of inode. Names are "user.*", "security.*"
+ * or "trusted.*" (others: -EOPNOTSUPP), at most FS_XATTR_NAME_MAX bytes (else -ERANGE);
+ * values at most FS_XATTR_SIZE_MAX bytes (else -E2BIG), stored as given. */
+#define FS_XATTR_NAME_MAX 255
+#define FS_XATTR_SIZE_MAX (64u << 10)
+
+/* Set name to value[0..size). flags: 0, XATTR_CREATE (-EEXIST if it exists) or XATTR_REPLACE
+ * (-ENODATA if it does not). Needs, for "trusted.*", uid 0 (else -EPERM); for the others, the
+ * owner, uid 0 or write permission on the inode (else -EACCES); cred NULL: no checks. Bumps
+ * the inode's ctime in the same transaction. Returns 0 or -errno (-ENOENT: no such inode). */
+int rfs_fs_setxattr(struct rfs_fs *fs, uint64_t ino, const char *name, const void *value,
+                    size_t size, int flags, const struct rfs_cred *cred);
+/* The value of name into buf (cap bytes), its size into *len. cap 0: only the size; cap too
+ * small: -ERANGE. Returns 0, -ENODATA (no such attribute), -ENOENT, or another -errno. */
+int rfs_fs_getxattr(struct rfs_fs *fs, uint64_t ino, const char *name, void *buf, size_t cap,
+                    size_t *len);
+/* The names of ino's attributes, each followed by a NUL, into buf (cap bytes), their total
+ * size into *len; cap 0 and too small as for rfs_fs_getxattr. */
+int rfs_fs_listxattr(struct rfs_fs *fs, uint64_t ino, char *buf, size_t cap, size_t *len);
+/* Remove name (-ENODATA if absent); permissions and ctime as for rfs_fs_setxattr. */
+int rfs_fs_removexattr(struct rfs_fs *fs, uint64_t ino, const char *name,
+                       const struct rfs_cred *cred);
 
 /* blocks and bfree count FS_BLOCK_SIZE blocks, files and ffree inodes (fixed numbers until
  * space accounting, issue 7). */

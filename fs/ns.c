@@ -329,20 +329,52 @@ static int dir_empty(struct rfs_fs *fs, uint64_t dir)
     return rv;
 }
 
+/* Delete inode ino's extended attributes in t: they are listed now, and every change of them
+ * rewrites the inode, so the inode's version in t's read set guards the list (fs/xattr.c). */
+static int drop_xattrs(struct rfs_fs *fs, struct txnb *t, uint64_t ino)
+{
+    char lo[FS_KEY_MAX + 1], hi[FS_KEY_MAX], errmsg[RFS_ERRMSG_SIZE];
+    size_t lolen = fs_key_xattr_first(lo, ino), hilen = fs_key_xattr_end(hi, ino);
+    for (;;) {
+        struct kv_scan_result res;
+        bool more;
+        int rv = kv_client_scan(fs->kv, lo, lolen, hi, hilen, 64, &res, errmsg);
+        if (rv != 0) {
+            rfs_warnf("fs: listing xattrs of %llx: %s", (unsigned long long)ino, errmsg);
+            return fs_errno(rv);
+        }
+        for (size_t i = 0; i < res.n; i++) {
+            txnb_del(t, res.pairs[i].key.base, res.pairs[i].key.len);
+        }
+        more = res.more && res.n > 0 && res.pairs[res.n - 1].key.len <= FS_KEY_MAX;
+        if (more) {
+            lolen = res.pairs[res.n - 1].key.len;
+            memcpy(lo, res.pairs[res.n - 1].key.base, lolen);
+            lo[lolen++] = '\0';
+        }
+        kv_scan_result_clear(&res);
+        if (!more) {
+            return 0;
+        }
+    }
+}
+
 /* Drop one name of inode `in` (whose entry is being deleted or replaced): fewer links, or the
- * inode goes (its data blocks are left for a collector: docs/fs.md). */
-static void drop_link(struct txnb *t, struct fs_inode *in, int64_t now)
+ * inode goes with its extended attributes (its data blocks are left for a collector:
+ * docs/fs.md). Returns 0 or an error of listing the attributes. */
+static int drop_link(struct rfs_fs *fs, struct txnb *t, struct fs_inode *in, int64_t now)
 {
     char key[FS_KEY_MAX];
     size_t klen = fs_key_inode(key, in->a.ino);
     txnb_read(t, key, klen, in->version);
     if (S_ISDIR(in->a.mode) || in->a.nlink <= 1) {
         txnb_del(t, key, klen);
-        return;
+        return drop_xattrs(fs, t, in->a.ino);
     }
     in->a.nlink--;
     in->a.ctime_ns = now;
     txnb_put_inode(t, in);
+    return 0;
 }
 
 static int remove_once(struct rfs_fs *fs, uint64_t parent, const char *name, bool want_dir)
@@ -377,9 +409,11 @@ static int remove_once(struct rfs_fs *fs, uint64_t parent, const char *name, boo
     txnb_init(&t);
     txnb_read(&t, key, fs_key_dirent(key, parent, name, strlen(name)), version);
     txnb_del_dirent(&t, parent, name);
-    drop_link(&t, &in, now);
+    rv = drop_link(fs, &t, &in, now);
     touch_dir(&t, &dir, want_dir ? -1 : 0, now);
-    rv = txnb_commit(fs, &t);
+    if (rv == 0) {
+        rv = txnb_commit(fs, &t);
+    }
     txnb_free(&t);
     fs_inode_clear(&dir);
     fs_inode_clear(&in);
@@ -567,7 +601,10 @@ static int rename_once(struct rfs_fs *fs, uint64_t parent, const char *name, uin
     } else {
         txnb_del_dirent(&t, parent, name);
         if (dst.exists) {
-            drop_link(&t, &dst.node, now);
+            rv = drop_link(fs, &t, &dst.node, now);
+            if (rv != 0) {
+                goto out;
+            }
         }
     }
     /* Parents: times, and ".." links when a directory changes parent. */

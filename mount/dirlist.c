@@ -47,8 +47,8 @@ struct mount_dirlist *mount_dirlist_new(uint64_t ino)
     }
     d->ino = ino;
     pthread_mutex_init(&d->mu, NULL);
-    /* ".." names the directory itself: fs.h does not give a directory's parent, and the
-     * kernel resolves ".." from its own dentries anyway. */
+    /* ".." gets the parent's inode when it is listed (mount_dirlist_get); until then, and if
+     * the parent cannot be read, the directory's own. */
     if (dirlist_append(d, ".", ino, S_IFDIR) != 0 || dirlist_append(d, "..", ino, S_IFDIR) != 0) {
         mount_dirlist_free(d);
         return NULL;
@@ -106,6 +106,13 @@ int mount_dirlist_get(struct mount_dirlist *d, struct rfs_fs *fs, size_t i,
     if (i == 0) {
         dirlist_truncate(d, 2);
         d->done = false;
+    }
+    if (i == 1) {
+        /* read at every pass: a rename may have moved the directory since the last one */
+        uint64_t parent;
+        if (rfs_fs_parent(fs, d->ino, &parent) == 0) {
+            d->e[1].ino = parent;
+        }
     }
     while (i >= d->n) {
         int rv;

@@ -738,8 +738,71 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
     fuse_reply_statfs(req, &st);
 }
 
-/* Extended attributes are not there yet: libfuse answers ENOSYS for the ops left out, and the
- * kernel then returns EOPNOTSUPP without asking again. */
+/* ---- extended attributes ----
+ * The kernel asks with size 0 for the size of a value or list (answered with
+ * fuse_reply_xattr), then with a buffer that size (answered with the bytes). */
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                        size_t size, int flags)
+{
+    struct rfs_cred cred;
+    cred_of(req, &cred);
+    fuse_reply_err(req, -rfs_fs_setxattr(ctx_of(req)->fs, ino, name, value, size, flags, &cred));
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int rv;
+    if (size > 0) {
+        buf = rfs_malloc(size);
+        if (buf == NULL) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+    }
+    rv = rfs_fs_getxattr(ctx_of(req)->fs, ino, name, buf, size, &len);
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+    } else if (size == 0) {
+        fuse_reply_xattr(req, len);
+    } else {
+        fuse_reply_buf(req, buf, len);
+    }
+    rfs_free(buf);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int rv;
+    if (size > 0) {
+        buf = rfs_malloc(size);
+        if (buf == NULL) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+    }
+    rv = rfs_fs_listxattr(ctx_of(req)->fs, ino, buf, size, &len);
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+    } else if (size == 0) {
+        fuse_reply_xattr(req, len);
+    } else {
+        fuse_reply_buf(req, buf, len);
+    }
+    rfs_free(buf);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+    struct rfs_cred cred;
+    cred_of(req, &cred);
+    fuse_reply_err(req, -rfs_fs_removexattr(ctx_of(req)->fs, ino, name, &cred));
+}
+
 const struct fuse_lowlevel_ops mount_ops = {
     .init = op_init,
     .destroy = op_destroy,
@@ -770,4 +833,8 @@ const struct fuse_lowlevel_ops mount_ops = {
     .releasedir = op_releasedir,
     .fsyncdir = op_fsyncdir,
     .statfs = op_statfs,
+    .setxattr = op_setxattr,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .removexattr = op_removexattr,
 };

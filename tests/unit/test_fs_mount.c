@@ -1,8 +1,9 @@
 /* raftfs-mount over a real cluster (a meta group and two shard groups of one server each),
  * through the kernel: the issue's shell session, POSIX errors of the namespace calls, renames,
  * links, symlinks, FIFOs, truncation and sparse writes, a large directory listing, a second
- * mount and a remount seeing the same tree, and a mount of an unreachable cluster that must
- * fail without leaving a mount. Needs root, /dev/fuse and fusermount3; skipped otherwise.
+ * mount and a remount seeing the same tree, extended attributes, "..", and a mount of an
+ * unreachable cluster that must fail without leaving a mount. Needs root, /dev/fuse and
+ * fusermount3; skipped otherwise.
  *
  * One cluster and one mount (raftfs-mount -f as a child process) for the whole file; each
  * test works in a directory of its own. The teardown always stops the daemons by their pids,
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -821,6 +823,113 @@ static void test_remount_sees_the_same_tree(void **state)
     assert_string_equal(buf, "buffered");
 }
 
+/* setxattr(2) and friends through the kernel, with its size probes and errors. */
+static void test_xattrs_through_the_mount(void **state)
+{
+    struct fixture *f = *state;
+    char p[512], q[512], buf[256];
+    struct stat before, after;
+    ssize_t n;
+    SKIP_IF_NEEDED(f);
+    make_dir(f, "xa");
+    write_file(at(f, "xa/file", p, sizeof p), "data");
+    errno = 0;
+    assert_int_equal(getxattr(p, "user.a", buf, sizeof buf), -1);
+    assert_int_equal(errno, ENODATA);
+    assert_int_equal(listxattr(p, NULL, 0), 0);
+    assert_int_equal(stat(p, &before), 0);
+    usleep(20000);
+    assert_int_equal(setxattr(p, "user.a", "hello", 5, 0), 0);
+    assert_int_equal(stat(p, &after), 0);
+    assert_true(after.st_ctim.tv_sec > before.st_ctim.tv_sec ||
+                (after.st_ctim.tv_sec == before.st_ctim.tv_sec &&
+                 after.st_ctim.tv_nsec > before.st_ctim.tv_nsec));
+    /* size probe, too small, the value */
+    assert_int_equal(getxattr(p, "user.a", NULL, 0), 5);
+    errno = 0;
+    assert_int_equal(getxattr(p, "user.a", buf, 2), -1);
+    assert_int_equal(errno, ERANGE);
+    memset(buf, 0, sizeof buf);
+    assert_int_equal(getxattr(p, "user.a", buf, sizeof buf), 5);
+    assert_string_equal(buf, "hello");
+    /* flags */
+    errno = 0;
+    assert_int_equal(setxattr(p, "user.a", "x", 1, XATTR_CREATE), -1);
+    assert_int_equal(errno, EEXIST);
+    errno = 0;
+    assert_int_equal(setxattr(p, "user.b", "x", 1, XATTR_REPLACE), -1);
+    assert_int_equal(errno, ENODATA);
+    assert_int_equal(setxattr(p, "user.b", "bee", 3, XATTR_CREATE), 0);
+    assert_int_equal(setxattr(p, "trusted.t", "t", 1, 0), 0);
+    /* a namespace not kept */
+    errno = 0;
+    assert_int_equal(setxattr(p, "os2.x", "x", 1, 0), -1);
+    assert_int_equal(errno, EOPNOTSUPP);
+    /* list: probe, too small, the names */
+    static const char want[] = "trusted.t\0user.a\0user.b";
+    assert_int_equal(listxattr(p, NULL, 0), (ssize_t)sizeof want);
+    errno = 0;
+    assert_int_equal(listxattr(p, buf, 3), -1);
+    assert_int_equal(errno, ERANGE);
+    n = listxattr(p, buf, sizeof buf);
+    assert_int_equal(n, (ssize_t)sizeof want);
+    assert_memory_equal(buf, want, sizeof want);
+    /* remove */
+    assert_int_equal(removexattr(p, "user.a"), 0);
+    errno = 0;
+    assert_int_equal(removexattr(p, "user.a"), -1);
+    assert_int_equal(errno, ENODATA);
+    errno = 0;
+    assert_int_equal(getxattr(p, "user.a", buf, sizeof buf), -1);
+    assert_int_equal(errno, ENODATA);
+    /* a directory, and a second name of the file that sees the same attributes */
+    assert_int_equal(setxattr(at(f, "xa", q, sizeof q), "user.dir", "d", 1, 0), 0);
+    assert_int_equal(getxattr(q, "user.dir", buf, sizeof buf), 1);
+    assert_int_equal(link(p, at(f, "xa/link", q, sizeof q)), 0);
+    assert_int_equal(getxattr(q, "user.b", buf, sizeof buf), 3);
+    assert_memory_equal(buf, "bee", 3);
+}
+
+/* ".." in a listing names the parent directory (readdir's d_ino), at any depth. */
+static void test_dotdot_lists_the_parent(void **state)
+{
+    struct fixture *f = *state;
+    char p[512];
+    struct stat top, d, sub;
+    DIR *dir;
+    struct dirent *de;
+    SKIP_IF_NEEDED(f);
+    make_dir(f, "dd");
+    make_dir(f, "dd/sub");
+    assert_int_equal(stat(f->mnt, &top), 0);
+    assert_int_equal(stat(at(f, "dd", p, sizeof p), &d), 0);
+    assert_int_equal(stat(at(f, "dd/sub", p, sizeof p), &sub), 0);
+    assert_true(d.st_ino != sub.st_ino);
+    struct {
+        const char *rel;
+        ino_t dot, dotdot;
+    } cases[] = {{"dd/sub", sub.st_ino, d.st_ino}, {"dd", d.st_ino, top.st_ino}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        unsigned dots = 0;
+        dir = opendir(at(f, cases[c].rel, p, sizeof p));
+        assert_non_null(dir);
+        while ((de = readdir(dir)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0) {
+                assert_int_equal(de->d_ino, cases[c].dot);
+                dots++;
+            } else if (strcmp(de->d_name, "..") == 0) {
+                assert_int_equal(de->d_ino, cases[c].dotdot);
+                dots++;
+            }
+        }
+        assert_int_equal(closedir(dir), 0);
+        assert_int_equal(dots, 2);
+    }
+    /* and through the kernel's own resolution */
+    assert_int_equal(stat(at(f, "dd/sub/..", p, sizeof p), &sub), 0);
+    assert_int_equal(sub.st_ino, d.st_ino);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -832,6 +941,8 @@ int main(void)
         cmocka_unit_test(test_readdir_lists_every_name_once),
         cmocka_unit_test(test_open_file_is_seen_within_the_mount),
         cmocka_unit_test(test_large_file_round_trip),
+        cmocka_unit_test(test_xattrs_through_the_mount),
+        cmocka_unit_test(test_dotdot_lists_the_parent),
         cmocka_unit_test(test_shell_tools_copy_and_compare),
         cmocka_unit_test(test_unreachable_cluster_is_not_mounted),
         cmocka_unit_test(test_remount_sees_the_same_tree),

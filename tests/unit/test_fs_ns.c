@@ -1,7 +1,8 @@
 /* The filesystem's namespace over a real sharded cluster (a meta group and two shard groups),
  * through the fs/ API without FUSE: creating, listing, renaming and removing names with the
  * POSIX errors, link counts, ownership rules, and two rename races that could make a cycle
- * (exactly one wins, the tree stays a tree). Directories get their own placements, so many of
+ * (exactly one wins, the tree stays a tree), extended attributes and a directory's parent.
+ * Directories get their own placements, so many of
  * these operations are cross-group transactions. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,9 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "fs/fs.h"
+#include "fs/internal.h"
 #include "tests/lib/cluster.h"
 #include "tests/lib/sharded.h"
 
@@ -345,6 +349,219 @@ static void test_ownership_rules(void **state)
     assert_int_equal(a.mtime_ns, 1000000000);
 }
 
+/* Whether inode ino still has the attribute key `name` in the store. */
+static bool xattr_key_present(struct fixture *f, uint64_t ino, const char *name)
+{
+    char key[FS_KEY_MAX], errmsg[RFS_ERRMSG_SIZE];
+    struct kv_client_value v;
+    bool found;
+    memset(&v, 0, sizeof v);
+    assert_int_equal(
+        kv_client_get(f->fs->kv, key, fs_key_xattr(key, ino, name, strlen(name)), &v, errmsg), 0);
+    found = v.found;
+    kv_client_value_clear(&v);
+    return found;
+}
+
+static void test_xattrs_set_get_list_remove(void **state)
+{
+    struct fixture *f = *state;
+    struct rfs_attr before, after;
+    char buf[256], big[300];
+    size_t len = 0;
+    uint64_t x;
+    SKIP_IF_NEEDED(f);
+    x = create_ok(f, FS_ROOT_INO, "xa");
+    /* Nothing yet: an empty list, and no attribute. */
+    assert_int_equal(rfs_fs_listxattr(f->fs, x, buf, sizeof buf, &len), 0);
+    assert_int_equal(len, 0);
+    assert_int_equal(rfs_fs_getxattr(f->fs, x, "user.a", buf, sizeof buf, &len), -ENODATA);
+    /* Set bumps the ctime (in the same transaction as the value). */
+    assert_int_equal(rfs_fs_getattr(f->fs, x, &before), 0);
+    usleep(2000);
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "user.a", "one", 3, 0, &root_cred), 0);
+    assert_int_equal(rfs_fs_getattr(f->fs, x, &after), 0);
+    assert_true(after.ctime_ns > before.ctime_ns);
+    assert_int_equal(after.mtime_ns, before.mtime_ns);
+    /* Size probe (cap 0), too small (-ERANGE), then the value. */
+    assert_int_equal(rfs_fs_getxattr(f->fs, x, "user.a", NULL, 0, &len), 0);
+    assert_int_equal(len, 3);
+    assert_int_equal(rfs_fs_getxattr(f->fs, x, "user.a", buf, 2, &len), -ERANGE);
+    memset(buf, 0, sizeof buf);
+    assert_int_equal(rfs_fs_getxattr(f->fs, x, "user.a", buf, sizeof buf, &len), 0);
+    assert_int_equal(len, 3);
+    assert_memory_equal(buf, "one", 3);
+    /* XATTR_CREATE on an existing one, XATTR_REPLACE on a missing one. */
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "user.a", "two", 3, XATTR_CREATE, &root_cred),
+                     -EEXIST);
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "user.b", "two", 3, XATTR_REPLACE, &root_cred),
+                     -ENODATA);
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "user.a", "second", 6, XATTR_REPLACE, &root_cred),
+                     0);
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "user.b", "", 0, XATTR_CREATE, &root_cred), 0);
+    assert_int_equal(rfs_fs_getxattr(f->fs, x, "user.a", buf, sizeof buf, &len), 0);
+    assert_int_equal(len, 6);
+    assert_memory_equal(buf, "second", 6);
+    assert_int_equal(rfs_fs_getxattr(f->fs, x, "user.b", buf, sizeof buf, &len), 0);
+    assert_int_equal(len, 0);
+    /* Binary values are kept as given; the other namespaces. */
+    for (int i = 0; i < (int)sizeof big; i++) {
+        big[i] = (char)i;
+    }
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "trusted.t", big, sizeof big, 0, &root_cred), 0);
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "security.s", "s", 1, 0, &root_cred), 0);
+    memset(buf, 0, sizeof buf);
+    {
+        char got[sizeof big];
+        assert_int_equal(rfs_fs_getxattr(f->fs, x, "trusted.t", got, sizeof got, &len), 0);
+        assert_int_equal(len, sizeof big);
+        assert_memory_equal(got, big, sizeof big);
+    }
+    /* The list: names in key order, each NUL-terminated; probe and -ERANGE too. */
+    static const char want[] = "security.s\0trusted.t\0user.a\0user.b";
+    assert_int_equal(rfs_fs_listxattr(f->fs, x, NULL, 0, &len), 0);
+    assert_int_equal(len, sizeof want);
+    assert_int_equal(rfs_fs_listxattr(f->fs, x, buf, sizeof want - 1, &len), -ERANGE);
+    assert_int_equal(rfs_fs_listxattr(f->fs, x, buf, sizeof buf, &len), 0);
+    assert_int_equal(len, sizeof want);
+    assert_memory_equal(buf, want, sizeof want);
+    /* Remove: gone, ctime bumped, a second remove finds nothing. */
+    assert_int_equal(rfs_fs_getattr(f->fs, x, &before), 0);
+    usleep(2000);
+    assert_int_equal(rfs_fs_removexattr(f->fs, x, "user.a", &root_cred), 0);
+    assert_int_equal(rfs_fs_getattr(f->fs, x, &after), 0);
+    assert_true(after.ctime_ns > before.ctime_ns);
+    assert_int_equal(rfs_fs_getxattr(f->fs, x, "user.a", buf, sizeof buf, &len), -ENODATA);
+    assert_int_equal(rfs_fs_removexattr(f->fs, x, "user.a", &root_cred), -ENODATA);
+    assert_int_equal(rfs_fs_listxattr(f->fs, x, buf, sizeof buf, &len), 0);
+    assert_int_equal(len, sizeof "security.s\0trusted.t\0user.b");
+    /* Directories have them too. */
+    x = mkdir_ok(f, FS_ROOT_INO, "xdir");
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "user.d", "dir", 3, 0, &root_cred), 0);
+    assert_int_equal(rfs_fs_getxattr(f->fs, x, "user.d", buf, sizeof buf, &len), 0);
+    assert_int_equal(len, 3);
+}
+
+static void test_xattr_errors(void **state)
+{
+    struct fixture *f = *state;
+    char name[300], buf[16];
+    size_t len;
+    void *huge;
+    uint64_t x, mine;
+    struct rfs_attr a;
+    SKIP_IF_NEEDED(f);
+    x = create_ok(f, FS_ROOT_INO, "xe"); /* root's, 0644 */
+    /* Names: too long, empty, outside the namespaces kept. */
+    memset(name, 'n', sizeof name);
+    memcpy(name, "user.", 5);
+    name[256] = '\0';
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, name, "v", 1, 0, &root_cred), -ERANGE);
+    assert_int_equal(rfs_fs_getxattr(f->fs, x, name, buf, sizeof buf, &len), -ERANGE);
+    name[255] = '\0'; /* 255 bytes: fine */
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, name, "v", 1, 0, &root_cred), 0);
+    assert_int_equal(rfs_fs_removexattr(f->fs, x, name, &root_cred), 0);
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "", "v", 1, 0, &root_cred), -ERANGE);
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "system.posix_acl_access", "v", 1, 0, &root_cred),
+                     -EOPNOTSUPP);
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "os2.x", "v", 1, 0, &root_cred), -EOPNOTSUPP);
+    assert_int_equal(rfs_fs_getxattr(f->fs, x, "os2.x", buf, sizeof buf, &len), -EOPNOTSUPP);
+    assert_int_equal(rfs_fs_removexattr(f->fs, x, "os2.x", &root_cred), -EOPNOTSUPP);
+    /* Values: 64 KiB is the most. */
+    huge = calloc(1, FS_XATTR_SIZE_MAX + 1);
+    assert_non_null(huge);
+    assert_int_equal(
+        rfs_fs_setxattr(f->fs, x, "user.big", huge, FS_XATTR_SIZE_MAX + 1, 0, &root_cred), -E2BIG);
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "user.big", huge, FS_XATTR_SIZE_MAX, 0, &root_cred),
+                     0);
+    assert_int_equal(rfs_fs_getxattr(f->fs, x, "user.big", NULL, 0, &len), 0);
+    assert_int_equal(len, FS_XATTR_SIZE_MAX);
+    free(huge);
+    /* Both flags at once, unknown flags. */
+    assert_int_equal(
+        rfs_fs_setxattr(f->fs, x, "user.f", "v", 1, XATTR_CREATE | XATTR_REPLACE, &root_cred),
+        -EINVAL);
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "user.f", "v", 1, 0x100, &root_cred), -EINVAL);
+    /* Permissions: trusted.* is root's; user.* needs the owner or write permission. */
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "trusted.t", "v", 1, 0, &user_cred), -EPERM);
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "user.u", "v", 1, 0, &user_cred), -EACCES);
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "user.u", "v", 1, 0, &root_cred), 0);
+    assert_int_equal(rfs_fs_removexattr(f->fs, x, "user.u", &user_cred), -EACCES);
+    assert_int_equal(rfs_fs_removexattr(f->fs, x, "trusted.t", &user_cred), -EPERM);
+    /* ...write permission without ownership is enough... */
+    {
+        struct rfs_attr in = {.mode = 0666};
+        assert_int_equal(rfs_fs_setattr(f->fs, x, &in, RFS_SET_MODE, &root_cred, &a), 0);
+    }
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "user.u", "w", 1, 0, &user_cred), 0);
+    assert_int_equal(rfs_fs_removexattr(f->fs, x, "user.u", &user_cred), 0);
+    /* ...and so is ownership without write permission. */
+    {
+        struct rfs_attr in = {.mode = 0777};
+        assert_int_equal(rfs_fs_setattr(f->fs, FS_ROOT_INO, &in, RFS_SET_MODE, &root_cred, &a), 0);
+        assert_int_equal(
+            rfs_fs_mknod(f->fs, FS_ROOT_INO, "xmine", S_IFREG | 0444, 0, &user_cred, &a), 0);
+        mine = a.ino;
+        in.mode = 0755;
+        assert_int_equal(rfs_fs_setattr(f->fs, FS_ROOT_INO, &in, RFS_SET_MODE, &root_cred, &a), 0);
+    }
+    assert_int_equal(rfs_fs_setxattr(f->fs, mine, "user.o", "v", 1, 0, &user_cred), 0);
+    assert_int_equal(rfs_fs_removexattr(f->fs, mine, "user.o", &user_cred), 0);
+    /* No such inode. */
+    assert_int_equal(rfs_fs_setxattr(f->fs, x + 100000, "user.a", "v", 1, 0, &root_cred), -ENOENT);
+    assert_int_equal(rfs_fs_getxattr(f->fs, x + 100000, "user.a", buf, sizeof buf, &len), -ENOENT);
+    assert_int_equal(rfs_fs_listxattr(f->fs, x + 100000, buf, sizeof buf, &len), -ENOENT);
+}
+
+/* An inode's attributes go with it (unlink of the last name, rmdir, rename over), not before. */
+static void test_xattrs_go_with_their_inode(void **state)
+{
+    struct fixture *f = *state;
+    struct rfs_attr a;
+    uint64_t x, d, y;
+    SKIP_IF_NEEDED(f);
+    x = create_ok(f, FS_ROOT_INO, "xg");
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "user.a", "1", 1, 0, &root_cred), 0);
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "trusted.b", "2", 1, 0, &root_cred), 0);
+    assert_int_equal(rfs_fs_link(f->fs, x, FS_ROOT_INO, "xg2", &a), 0);
+    assert_int_equal(rfs_fs_unlink(f->fs, FS_ROOT_INO, "xg"), 0);
+    assert_true(xattr_key_present(f, x, "user.a")); /* one name left */
+    assert_int_equal(rfs_fs_unlink(f->fs, FS_ROOT_INO, "xg2"), 0);
+    assert_false(xattr_key_present(f, x, "user.a"));
+    assert_false(xattr_key_present(f, x, "trusted.b"));
+    d = mkdir_ok(f, FS_ROOT_INO, "xgd");
+    assert_int_equal(rfs_fs_setxattr(f->fs, d, "user.d", "1", 1, 0, &root_cred), 0);
+    assert_int_equal(rfs_fs_rmdir(f->fs, FS_ROOT_INO, "xgd"), 0);
+    assert_false(xattr_key_present(f, d, "user.d"));
+    x = create_ok(f, FS_ROOT_INO, "xgsrc");
+    y = create_ok(f, FS_ROOT_INO, "xgdst");
+    assert_int_equal(rfs_fs_setxattr(f->fs, x, "user.s", "1", 1, 0, &root_cred), 0);
+    assert_int_equal(rfs_fs_setxattr(f->fs, y, "user.d", "1", 1, 0, &root_cred), 0);
+    assert_int_equal(rfs_fs_rename(f->fs, FS_ROOT_INO, "xgsrc", FS_ROOT_INO, "xgdst", 0), 0);
+    assert_false(xattr_key_present(f, y, "user.d"));
+    assert_true(xattr_key_present(f, x, "user.s")); /* the moved file keeps its own */
+}
+
+static void test_parent_of_directory(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t a, b, p = 0, x;
+    SKIP_IF_NEEDED(f);
+    a = mkdir_ok(f, FS_ROOT_INO, "pa");
+    b = mkdir_ok(f, a, "pb");
+    assert_int_equal(rfs_fs_parent(f->fs, b, &p), 0);
+    assert_int_equal(p, a);
+    assert_int_equal(rfs_fs_parent(f->fs, a, &p), 0);
+    assert_int_equal(p, FS_ROOT_INO);
+    assert_int_equal(rfs_fs_parent(f->fs, FS_ROOT_INO, &p), 0);
+    assert_int_equal(p, FS_ROOT_INO);
+    assert_int_equal(rfs_fs_rename(f->fs, a, "pb", FS_ROOT_INO, "pb", 0), 0);
+    assert_int_equal(rfs_fs_parent(f->fs, b, &p), 0);
+    assert_int_equal(p, FS_ROOT_INO);
+    x = create_ok(f, a, "file");
+    assert_int_equal(rfs_fs_parent(f->fs, x, &p), -ENOTDIR);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,6 +571,10 @@ int main(void)
         cmocka_unit_test(test_rename),
         cmocka_unit_test(test_rename_cycle_race),
         cmocka_unit_test(test_ownership_rules),
+        cmocka_unit_test(test_xattrs_set_get_list_remove),
+        cmocka_unit_test(test_xattr_errors),
+        cmocka_unit_test(test_xattrs_go_with_their_inode),
+        cmocka_unit_test(test_parent_of_directory),
     };
     rfs_log_set_level(RFS_LOG_ERROR);
     /* One cluster for the whole file: the tests use names of their own. */
