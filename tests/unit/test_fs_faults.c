@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -740,6 +741,33 @@ static void ns_pick(uint64_t *x, const struct ns_entry *ents, size_t n, struct n
     } else {
         snprintf(st->a, sizeof st->a, "%s", ents[rng_below(x, (unsigned)n)].path);
     }
+    /* link: mostly a file or a symlink (directories cannot be linked) */
+    if (st->op == OP_LINK && n > 0 && rng_below(x, 100) < 80) {
+        for (unsigned tries = 0; tries < 8; tries++) {
+            const struct ns_entry *e = &ents[rng_below(x, (unsigned)n)];
+            if (!e->dir) {
+                snprintf(st->a, sizeof st->a, "%s", e->path);
+                break;
+            }
+        }
+    }
+    /* rmdir: mostly an empty directory (most directories soon have entries) */
+    if (st->op == OP_RMDIR && rng_below(x, 100) < 70) {
+        size_t leaves[64], nleaves = 0;
+        for (size_t i = 1; i < ndirs; i++) {
+            size_t len = strlen(dirs[i]);
+            bool empty = true;
+            for (size_t j = 0; j < n && empty; j++) {
+                empty = !(strncmp(ents[j].path, dirs[i], len) == 0 && ents[j].path[len] == '/');
+            }
+            if (empty) {
+                leaves[nleaves++] = i;
+            }
+        }
+        if (nleaves > 0) {
+            snprintf(st->a, sizeof st->a, "%s", dirs[leaves[rng_below(x, (unsigned)nleaves)]]);
+        }
+    }
     /* b: rename and link target, new or existing; symlink target text */
     if (st->op == OP_RENAME || st->op == OP_LINK) {
         if (n > 0 && rng_below(x, 100) < 35) {
@@ -887,7 +915,14 @@ static void test_kill_mount_daemon_mid_write_then_remount(void **state)
     close(fds[1]);
     /* Kill the daemon half way through the larger file. */
     deadline = proc_now_ms() + 60000;
-    while (large_pieces < 50 && proc_now_ms() < deadline && read(fds[0], &c, 1) == 1) {
+    while (large_pieces < 50 && proc_now_ms() < deadline) {
+        int ready = poll(&(struct pollfd){.fd = fds[0], .events = POLLIN}, 1, 1000);
+        if (ready == 0) {
+            continue;
+        }
+        if (ready < 0 || read(fds[0], &c, 1) != 1) {
+            break;
+        }
         if (c == 'S') {
             small_done++;
         } else {
