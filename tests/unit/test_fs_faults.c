@@ -806,6 +806,46 @@ static void compare_trees(const char *mnt, const char *local, uint64_t seed, int
     free(b.s);
 }
 
+/* Edge cases run before the random steps, compared the same way. */
+static const struct ns_step edge_steps[] = {
+    {OP_CREATE, "a", "", 10, 7},
+    {OP_LINK, "a", "b", 0, 0},
+    {OP_RENAME, "a", "b", 0, 0}, /* two names of one inode: nothing happens */
+    {OP_RENAME, "b", "b", 0, 0},
+    {OP_MKDIR, "c", "", 0, 0},
+    {OP_MKDIR, "c/d", "", 0, 0},
+    {OP_RENAME, "c", "c/d/e", 0, 0}, /* into its own subtree */
+    {OP_RENAME, "c", "c", 0, 0},
+    {OP_RENAME, "c/d", "c", 0, 0}, /* over its non-empty parent */
+    {OP_RENAME, "a", "c", 0, 0},
+    {OP_RENAME, "c", "a", 0, 0},
+    {OP_UNLINK, "c", "", 0, 0},
+    {OP_RMDIR, "a", "", 0, 0},
+    {OP_MKDIR, "a/x", "", 0, 0},
+    {OP_CREATE, "b/x", "", 1, 3},
+    {OP_SYMLINK, "e", "c", 0, 0},
+    {OP_LINK, "e", "f", 0, 0}, /* a hard link to the symlink itself */
+    {OP_RENAME, "e", "c/d/e", 0, 0},
+    {OP_RENAME, "c/d", "g", 0, 0},
+    {OP_MKDIR, "c/d", "", 0, 0},
+    {OP_RENAME, "g", "c/d", 0, 0}, /* a directory over an empty one */
+    {OP_RENAME, "f", "a", 0, 0},   /* a symlink over a file */
+    {OP_RMDIR, "c", "", 0, 0},
+};
+
+static void ns_check_step(const char *mroot, const char *lroot, const struct ns_step *st,
+                          uint64_t seed, int step, int *el)
+{
+    int em;
+    *el = ns_apply(lroot, st);
+    em = ns_apply(mroot, st);
+    if (em != *el) {
+        fail_msg("seed %llu, step %d: %s %s %s: mount says %s, local says %s",
+                 (unsigned long long)seed, step, op_names[st->op], st->a, st->b,
+                 em != 0 ? strerror(em) : "ok", *el != 0 ? strerror(*el) : "ok");
+    }
+}
+
 static void test_random_namespace_ops_match_local_directory(void **state)
 {
     enum { STEPS = FS_FAULTS_STEPS, CHECK_EVERY = 25, MAX_ENTS = 400 };
@@ -827,21 +867,20 @@ static void test_random_namespace_ops_match_local_directory(void **state)
     snprintf(lroot, sizeof lroot, "%s/local-ns", f->dir);
     assert_int_equal(mkdir(mroot, 0755), 0);
     assert_int_equal(mkdir(lroot, 0755), 0);
+    for (size_t i = 0; i < sizeof edge_steps / sizeof edge_steps[0]; i++) {
+        int el;
+        ns_check_step(mroot, lroot, &edge_steps[i], seed, -(int)i - 1, &el);
+    }
+    compare_trees(mroot, lroot, seed, 0);
     for (int step = 1; step <= STEPS; step++) {
         struct ns_step st;
         size_t n = 0;
-        int em, el;
+        int el;
         collect_paths(lroot, "", ents, &n, MAX_ENTS);
         ns_pick(&x, ents, n, &st);
-        el = ns_apply(lroot, &st);
-        em = ns_apply(mroot, &st);
+        ns_check_step(mroot, lroot, &st, seed, step, &el);
         done[st.op]++;
         failed[st.op] += el != 0;
-        if (em != el) {
-            fail_msg("seed %llu, step %d: %s %s %s: mount says %s, local says %s",
-                     (unsigned long long)seed, step, op_names[st.op], st.a, st.b,
-                     em != 0 ? strerror(em) : "ok", el != 0 ? strerror(el) : "ok");
-        }
         if (step % CHECK_EVERY == 0) {
             compare_trees(mroot, lroot, seed, step);
         }
