@@ -57,6 +57,7 @@ struct fixture {
     char log[320]; /* the daemon's log */
     pid_t pid;     /* the daemon, 0 when not running */
     pid_t child;   /* a writer or cp, 0 when not running */
+    pid_t churner; /* the metadata churner, 0 when not running */
 };
 
 /* ---- processes and mounts ---- */
@@ -271,6 +272,11 @@ static int teardown(void **state)
         proc_kill(f->child, SIGKILL);
         proc_wait(f->child, STOP_WAIT_MS);
         f->child = 0;
+    }
+    if (f->churner > 0) {
+        proc_kill(f->churner, SIGKILL);
+        proc_wait(f->churner, STOP_WAIT_MS);
+        f->churner = 0;
     }
     if (!f->skipped && f->dir[0] != '\0') {
         int st = mount_stop(f);
@@ -944,18 +950,64 @@ static void writer_run(const char *dir, int out)
     _exit(0);
 }
 
+/* The metadata churner (a forked child, no cmocka): directories made in a/, moved to b/ (a
+ * transaction across groups), a file made in each and moved back to a/, every other one
+ * removed; so the daemon dies in the middle of cross-group transactions too. Exits at the
+ * first error. */
+static void churn_run(const char *dir)
+{
+    char a[600], b[600], p[700], q[700];
+    snprintf(a, sizeof a, "%s/a", dir);
+    snprintf(b, sizeof b, "%s/b", dir);
+    for (int i = 0; i < 5000; i++) {
+        int fd;
+        snprintf(p, sizeof p, "%s/d%d", a, i);
+        snprintf(q, sizeof q, "%s/d%d", b, i);
+        if (mkdir(p, 0755) != 0 || rename(p, q) != 0) {
+            _exit(1);
+        }
+        snprintf(p, sizeof p, "%s/d%d/f", b, i);
+        fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        if (fd < 0 || close(fd) != 0) {
+            _exit(1);
+        }
+        snprintf(q, sizeof q, "%s/f%d", a, i);
+        if (rename(p, q) != 0) {
+            _exit(1);
+        }
+        if (i % 2 == 1) {
+            snprintf(p, sizeof p, "%s/d%d", b, i);
+            if (unlink(q) != 0 || rmdir(p) != 0) {
+                _exit(1);
+            }
+        }
+    }
+    _exit(0);
+}
+
 static void test_kill_mount_daemon_mid_write_then_remount(void **state)
 {
     struct fixture *f = *state;
-    char wdir[400], path[600], buf[300], errmsg[RFS_ERRMSG_SIZE];
+    char wdir[400], cdir[400], path[600], cmd[1000], buf[300], errmsg[RFS_ERRMSG_SIZE];
     int fds[2], small_done = 0, large_pieces = 0, st;
     long long deadline;
     char c;
     SKIP_IF_NEEDED(f);
     snprintf(wdir, sizeof wdir, "%s/w", f->mnt);
     assert_int_equal(mkdir(wdir, 0755), 0);
-    assert_int_equal(pipe(fds), 0);
+    snprintf(cdir, sizeof cdir, "%s/churn", f->mnt);
+    assert_int_equal(mkdir(cdir, 0755), 0);
+    snprintf(path, sizeof path, "%s/a", cdir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/b", cdir);
+    assert_int_equal(mkdir(path, 0755), 0);
     fflush(NULL);
+    f->churner = fork();
+    assert_true(f->churner >= 0);
+    if (f->churner == 0) {
+        churn_run(cdir);
+    }
+    assert_int_equal(pipe(fds), 0);
     f->child = fork();
     assert_true(f->child >= 0);
     if (f->child == 0) {
@@ -994,6 +1046,10 @@ static void test_kill_mount_daemon_mid_write_then_remount(void **state)
     close(fds[0]);
     printf("writer: %d small files closed before the kill, exit status %d\n", small_done, st);
     assert_int_not_equal(st, -2);
+    st = proc_wait(f->churner, 30000);
+    f->churner = 0;
+    printf("churner: exit status %d\n", st);
+    assert_int_equal(st, 1); /* it was still running */
     force_unmount(f->mnt);
     assert_false(is_mount_point(f->mnt));
 
@@ -1018,10 +1074,19 @@ static void test_kill_mount_daemon_mid_write_then_remount(void **state)
         assert_int_equal(r, len);
         assert_memory_equal(buf, want, (size_t)len);
     }
-    /* The namespace still takes changes. */
+    /* The namespace still takes changes, everywhere the churner worked too: nothing is left
+     * locked by a transaction the dead daemon had begun. */
     snprintf(path, sizeof path, "%s/after", wdir);
     assert_int_equal(mkdir(path, 0755), 0);
     assert_int_equal(rmdir(path), 0);
+    snprintf(path, sizeof path, "%s/rm.log", f->dir);
+    snprintf(cmd, sizeof cmd, "rm -r '%s'", cdir);
+    st = run_sh_log(cmd, path, 60000);
+    if (st != 0) {
+        dump_log(path);
+        fail_msg("rm -r of the churned tree after the remount: exit status %d", st);
+    }
+    assert_int_equal(access(cdir, F_OK), -1);
 }
 
 /* ---- 3. kill -9 a shard leader during cp -r ---- */
