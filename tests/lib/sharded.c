@@ -80,6 +80,22 @@ int sharded_start_group(struct sharded *s, uint64_t gid, unsigned n, bool proxie
     return 0;
 }
 
+int sharded_start_joined(struct sharded *s, unsigned groups, unsigned servers_per_group,
+                         bool proxied, const char *extra, unsigned settle_ms, char *errmsg)
+{
+    int rv = sharded_start(s, errmsg);
+    for (uint64_t gid = 1; rv == 0 && gid <= groups; gid++) {
+        rv = sharded_start_group(s, gid, servers_per_group, proxied, extra, errmsg);
+    }
+    for (uint64_t gid = 1; rv == 0 && gid <= groups; gid++) {
+        rv = sharded_join(s, gid, errmsg);
+    }
+    if (rv == 0) {
+        rv = sharded_wait_settled(s, settle_ms, errmsg);
+    }
+    return rv;
+}
+
 int sharded_destroy(struct sharded *s)
 {
     int bad = 0;

@@ -29,6 +29,11 @@ int sharded_start(struct sharded *s, char *errmsg);
  * leader. */
 int sharded_start_group(struct sharded *s, uint64_t gid, unsigned n, bool proxied,
                         const char *extra, char *errmsg);
+/* Start the meta group and groups 1..groups (servers_per_group servers each, proxied and extra
+ * as for sharded_start_group), join them all, and wait up to settle_ms until they settle. On
+ * failure whatever started is left for sharded_destroy. */
+int sharded_start_joined(struct sharded *s, unsigned groups, unsigned servers_per_group,
+                         bool proxied, const char *extra, unsigned settle_ms, char *errmsg);
 /* Stop everything (servers by SIGTERM first, so sanitizer reports reach the logs) and
  * return how many logs hold a sanitizer report. Safe on a zeroed struct. */
 int sharded_destroy(struct sharded *s);

@@ -37,11 +37,11 @@
 #include "tests/lib/cluster.h"
 #include "tests/lib/proc.h"
 #include "tests/lib/sharded.h"
+#include "tests/unit/mount_helper.h"
 
-#define MOUNT_WAIT_MS 30000
-#define STOP_WAIT_MS  15000
-#define CP_WAIT_MS    60000
-#define NBUCKETS      64
+#define STOP_WAIT_MS 15000
+#define CP_WAIT_MS   60000
+#define NBUCKETS     64
 
 /* Steps of the namespace exerciser (more with -DFS_FAULTS_STEPS=n for a long hunt). */
 #ifndef FS_FAULTS_STEPS
@@ -60,192 +60,35 @@ struct fixture {
     pid_t churner; /* the metadata churner, 0 when not running */
 };
 
-/* ---- processes and mounts ---- */
-
-static bool in_path(const char *prog)
-{
-    const char *path = getenv("PATH");
-    char buf[4096], full[4200], *save = NULL;
-    snprintf(buf, sizeof buf, "%s", path != NULL ? path : "/usr/bin:/bin");
-    for (char *d = strtok_r(buf, ":", &save); d != NULL; d = strtok_r(NULL, ":", &save)) {
-        snprintf(full, sizeof full, "%s/%s", d, prog);
-        if (access(full, X_OK) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static bool fuse_usable(const struct fixture *f, char *why, size_t cap)
-{
-    if (access(f->bin, X_OK) != 0) {
-        snprintf(why, cap, "%s not built (run make, or set RAFTFS_BIN_DIR)", f->bin);
-        return false;
-    }
-    if (access("/dev/fuse", R_OK | W_OK) != 0) {
-        snprintf(why, cap, "/dev/fuse is not usable (%s)", strerror(errno));
-        return false;
-    }
-    if (!in_path("fusermount3") || !in_path("cp") || !in_path("diff")) {
-        snprintf(why, cap, "fusermount3, cp or diff is not installed");
-        return false;
-    }
-    if (geteuid() != 0) {
-        snprintf(why, cap, "real mounts are tested as root");
-        return false;
-    }
-    return true;
-}
-
-/* Whether path is a mount point, from /proc/self/mountinfo (never touches the mount). */
-static bool is_mount_point(const char *path)
-{
-    FILE *fp = fopen("/proc/self/mountinfo", "r");
-    char line[4096], point[4096];
-    bool found = false;
-    if (fp == NULL) {
-        return false;
-    }
-    while (!found && fgets(line, sizeof line, fp) != NULL) {
-        if (sscanf(line, "%*s %*s %*s %*s %4095s", point) == 1 && strcmp(point, path) == 0) {
-            found = true;
-        }
-    }
-    fclose(fp);
-    return found;
-}
-
-struct live_arg {
-    const char *mnt;
-    pid_t pid;
-};
-
-static bool mount_live_or_dead(void *arg)
-{
-    const struct live_arg *a = arg;
-    char parent[400];
-    struct stat sm, sp;
-    if (!proc_alive(a->pid)) {
-        return true;
-    }
-    snprintf(parent, sizeof parent, "%s/..", a->mnt);
-    return stat(a->mnt, &sm) == 0 && stat(parent, &sp) == 0 && sm.st_dev != sp.st_dev;
-}
-
-/* fusermount3 -u -z on mnt if it is still mounted (never blocks on a dead daemon). */
-static void force_unmount(const char *mnt)
-{
-    char *argv[] = {"fusermount3", "-u", "-z", (char *)mnt, NULL};
-    pid_t pid;
-    if (!is_mount_point(mnt)) {
-        return;
-    }
-    if (proc_spawn(argv, NULL, &pid, NULL) == 0) {
-        proc_wait(pid, STOP_WAIT_MS);
-    }
-}
-
-static void dump_log(const char *log)
-{
-    FILE *fp = fopen(log, "r");
-    char line[1024];
-    if (fp == NULL) {
-        return;
-    }
-    fprintf(stderr, "--- %s\n", log);
-    while (fgets(line, sizeof line, fp) != NULL) {
-        fputs(line, stderr);
-    }
-    fclose(fp);
-}
-
-static bool log_has_sanitizer_report(const char *log)
-{
-    FILE *fp = fopen(log, "r");
-    char line[1024];
-    bool bad = false;
-    if (fp == NULL) {
-        return false;
-    }
-    while (fgets(line, sizeof line, fp) != NULL) {
-        if (strstr(line, "ERROR: AddressSanitizer") || strstr(line, "ERROR: LeakSanitizer") ||
-            strstr(line, "runtime error:")) {
-            fprintf(stderr, "%s: %s", log, line);
-            bad = true;
-        }
-    }
-    fclose(fp);
-    return bad;
-}
-
-/* Start raftfs-mount -f on f->mnt (created if missing) and wait until the mount answers. */
-static int mount_start(struct fixture *f, char *errmsg)
-{
-    char *argv[] = {f->bin, "--meta", f->s.meta.group, f->mnt, "-f", NULL};
-    struct live_arg a;
-    if (mkdir(f->mnt, 0755) != 0 && errno != EEXIST) {
-        snprintf(errmsg, RFS_ERRMSG_SIZE, "mkdir %.200s: %s", f->mnt, strerror(errno));
-        return RFS_EIO;
-    }
-    if (proc_spawn(argv, f->log, &f->pid, errmsg) != 0) {
-        f->pid = 0;
-        return RFS_EIO;
-    }
-    a.mnt = f->mnt;
-    a.pid = f->pid;
-    if (!wait_until(mount_live_or_dead, &a, MOUNT_WAIT_MS) || !proc_alive(f->pid)) {
-        snprintf(errmsg, RFS_ERRMSG_SIZE, "raftfs-mount did not come up (see %.200s)", f->log);
-        proc_stop(f->pid, STOP_WAIT_MS);
-        f->pid = 0;
-        force_unmount(f->mnt);
-        return RFS_EIO;
-    }
-    return 0;
-}
-
-/* Stop the daemon (SIGTERM: it unmounts) and return its exit status; unmount if it did not. */
-static int mount_stop(struct fixture *f)
-{
-    int status = -1;
-    if (f->pid > 0) {
-        status = proc_stop(f->pid, STOP_WAIT_MS);
-        f->pid = 0;
-    }
-    force_unmount(f->mnt);
-    return status;
-}
-
 /* ---- the fixture ---- */
 
 static int setup_groups(void **state, unsigned servers)
 {
     struct fixture *f = calloc(1, sizeof *f);
     const char *bins = getenv("RAFTFS_BIN_DIR");
+    static const char *const tools[] = {"cp", "diff", NULL};
     char why[512], errmsg[RFS_ERRMSG_SIZE];
     *state = f;
     if (f == NULL) {
         return -1;
     }
     snprintf(f->bin, sizeof f->bin, "%s/raftfs-mount", bins != NULL ? bins : "build/asan/bin");
-    if (!cluster_bins_present(why, sizeof why) || !fuse_usable(f, why, sizeof why)) {
+    if (!cluster_bins_present(why, sizeof why) ||
+        !mount_helper_usable(f->bin, tools, why, sizeof why)) {
         f->skipped = true;
         printf("SKIPPED: %s\n", why);
         return 0;
     }
     if (tmpdir_make("raftfs-faults", f->dir, sizeof f->dir, errmsg) != 0 ||
-        sharded_start(&f->s, errmsg) != 0 ||
-        sharded_start_group(&f->s, 1, servers, false, NULL, errmsg) != 0 ||
-        sharded_start_group(&f->s, 2, servers, false, NULL, errmsg) != 0 ||
-        sharded_join(&f->s, 1, errmsg) != 0 || sharded_join(&f->s, 2, errmsg) != 0 ||
-        sharded_wait_settled(&f->s, 30000, errmsg) != 0) {
+        sharded_start_joined(&f->s, 2, servers, false, NULL, 30000, errmsg) != 0) {
         fprintf(stderr, "setup: %s\n", errmsg);
         return -1;
     }
     snprintf(f->mnt, sizeof f->mnt, "%s/m", f->dir);
     snprintf(f->log, sizeof f->log, "%s/mount.log", f->dir);
-    if (mount_start(f, errmsg) != 0) {
+    if (mount_helper_start(f->bin, f->s.meta.group, f->mnt, f->log, &f->pid, errmsg) != 0) {
         fprintf(stderr, "setup: %s\n", errmsg);
-        dump_log(f->log);
+        mount_helper_dump_log(f->log);
         return -1;
     }
     return 0;
@@ -279,18 +122,12 @@ static int teardown(void **state)
         f->churner = 0;
     }
     if (!f->skipped && f->dir[0] != '\0') {
-        int st = mount_stop(f);
-        if (st > 0) {
-            fprintf(stderr, "teardown: raftfs-mount exited with %d\n", st);
-            dump_log(f->log);
-            bad++;
-        }
-        bad += log_has_sanitizer_report(f->log);
+        bad += mount_helper_teardown(f->mnt, &f->pid, f->log);
     }
     bad += sharded_destroy(&f->s);
     if (f->dir[0] != '\0') {
         /* Never remove a tree that is still mounted: that would empty the filesystem. */
-        if (f->mnt[0] != '\0' && is_mount_point(f->mnt)) {
+        if (f->mnt[0] != '\0' && mount_helper_is_mount_point(f->mnt)) {
             fprintf(stderr, "teardown: %s is still mounted; left in place\n", f->dir);
             bad++;
         } else if (getenv("RAFTFS_KEEP_TEST_DIRS") == NULL) {
@@ -567,7 +404,7 @@ static bool source_tree(struct fixture *f, char *out, size_t cap)
     snprintf(cmd + n, sizeof cmd - n, " '%s'", out);
     snprintf(log, sizeof log, "%s/src.log", f->dir);
     if (run_sh_log(cmd, log, 60000) != 0) {
-        dump_log(log);
+        mount_helper_dump_log(log);
         fail_msg("could not copy the source folders");
     }
     return true;
@@ -897,9 +734,9 @@ static void test_random_namespace_ops_match_local_directory(void **state)
     }
     compare_trees(mroot, lroot, seed, STEPS);
     /* The same tree from a new daemon (nothing cached in the kernel or the old daemon). */
-    assert_int_equal(mount_stop(f), 0);
-    if (mount_start(f, errmsg) != 0) {
-        dump_log(f->log);
+    assert_int_equal(mount_helper_stop(f->mnt, &f->pid), 0);
+    if (mount_helper_start(f->bin, f->s.meta.group, f->mnt, f->log, &f->pid, errmsg) != 0) {
+        mount_helper_dump_log(f->log);
         fail_msg("remount: %s", errmsg);
     }
     compare_trees(mroot, lroot, seed, STEPS);
@@ -1050,11 +887,11 @@ static void test_kill_mount_daemon_mid_write_then_remount(void **state)
     f->churner = 0;
     printf("churner: exit status %d\n", st);
     assert_int_equal(st, 1); /* it was still running */
-    force_unmount(f->mnt);
-    assert_false(is_mount_point(f->mnt));
+    mount_helper_force_unmount(f->mnt);
+    assert_false(mount_helper_is_mount_point(f->mnt));
 
-    if (mount_start(f, errmsg) != 0) {
-        dump_log(f->log);
+    if (mount_helper_start(f->bin, f->s.meta.group, f->mnt, f->log, &f->pid, errmsg) != 0) {
+        mount_helper_dump_log(f->log);
         fail_msg("remount: %s", errmsg);
     }
     assert_consistent(f->mnt, "after kill -9 of raftfs-mount and a remount");
@@ -1083,7 +920,7 @@ static void test_kill_mount_daemon_mid_write_then_remount(void **state)
     snprintf(cmd, sizeof cmd, "rm -r '%s'", cdir);
     st = run_sh_log(cmd, path, 60000);
     if (st != 0) {
-        dump_log(path);
+        mount_helper_dump_log(path);
         fail_msg("rm -r of the churned tree after the remount: exit status %d", st);
     }
     assert_int_equal(access(cdir, F_OK), -1);
@@ -1142,12 +979,12 @@ static void test_kill_shard_leader_during_cp(void **state)
         snprintf(difflog, sizeof difflog, "%s/diff.log", f->dir);
         snprintf(cmd, sizeof cmd, "diff -r '%s' '%s'", src, dst);
         if (run_sh_log(cmd, difflog, 60000) != 0) {
-            dump_log(difflog);
+            mount_helper_dump_log(difflog);
             fail_msg("diff -r after the copy finished is not clean");
         }
     } else {
         printf("the copy failed (exit status %d): checking the tree\n", st);
-        dump_log(cplog);
+        mount_helper_dump_log(cplog);
         assert_consistent(dst, "after a failed copy");
     }
     assert_consistent(f->mnt, "after kill -9 of a shard leader during cp -r");
@@ -1197,14 +1034,14 @@ static void test_move_buckets_during_cp(void **state)
     f->child = 0;
     printf("%d bucket moves during cp -r; cp exit status %d\n", moves, st);
     if (st != 0) {
-        dump_log(cplog);
+        mount_helper_dump_log(cplog);
     }
     assert_int_equal(st, 0);
     assert_true(moves > 0);
     snprintf(difflog, sizeof difflog, "%s/diff.log", f->dir);
     snprintf(cmd, sizeof cmd, "diff -r '%s' '%s'", src, dst);
     if (run_sh_log(cmd, difflog, 60000) != 0) {
-        dump_log(difflog);
+        mount_helper_dump_log(difflog);
         fail_msg("diff -r after the copy is not clean");
     }
 }

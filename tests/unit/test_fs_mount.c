@@ -31,13 +31,13 @@
 #include "tests/lib/cluster.h"
 #include "tests/lib/proc.h"
 #include "tests/lib/sharded.h"
+#include "tests/unit/mount_helper.h"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
 #endif
 
-#define MOUNT_WAIT_MS 30000
-#define STOP_WAIT_MS  15000
+#define STOP_WAIT_MS 15000
 
 struct fixture {
     bool skipped;
@@ -51,148 +51,6 @@ struct fixture {
 
 /* ---- helpers ---- */
 
-static bool in_path(const char *prog)
-{
-    const char *path = getenv("PATH");
-    char buf[4096], full[4200], *save = NULL;
-    snprintf(buf, sizeof buf, "%s", path != NULL ? path : "/usr/bin:/bin");
-    for (char *d = strtok_r(buf, ":", &save); d != NULL; d = strtok_r(NULL, ":", &save)) {
-        snprintf(full, sizeof full, "%s/%s", d, prog);
-        if (access(full, X_OK) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static bool fuse_usable(const struct fixture *f, char *why, size_t cap)
-{
-    if (access(f->bin, X_OK) != 0) {
-        snprintf(why, cap, "%s not built (run make, or set RAFTFS_BIN_DIR)", f->bin);
-        return false;
-    }
-    if (access("/dev/fuse", R_OK | W_OK) != 0) {
-        snprintf(why, cap, "/dev/fuse is not usable (%s)", strerror(errno));
-        return false;
-    }
-    if (!in_path("fusermount3")) {
-        snprintf(why, cap, "fusermount3 is not installed (apt-get install fuse3)");
-        return false;
-    }
-    if (geteuid() != 0) {
-        snprintf(why, cap, "real mounts are tested as root");
-        return false;
-    }
-    return true;
-}
-
-/* Whether path is a mount point, from /proc/self/mountinfo (never touches the mount). */
-static bool is_mount_point(const char *path)
-{
-    FILE *fp = fopen("/proc/self/mountinfo", "r");
-    char line[4096], point[4096];
-    bool found = false;
-    if (fp == NULL) {
-        return false;
-    }
-    while (!found && fgets(line, sizeof line, fp) != NULL) {
-        if (sscanf(line, "%*s %*s %*s %*s %4095s", point) == 1 && strcmp(point, path) == 0) {
-            found = true;
-        }
-    }
-    fclose(fp);
-    return found;
-}
-
-struct live_arg {
-    const char *mnt;
-    pid_t pid;
-};
-
-/* The mount answers: the mount point's device differs from its parent's, or the daemon died. */
-static bool mount_live_or_dead(void *arg)
-{
-    const struct live_arg *a = arg;
-    char parent[400];
-    struct stat sm, sp;
-    if (!proc_alive(a->pid)) {
-        return true;
-    }
-    snprintf(parent, sizeof parent, "%s/..", a->mnt);
-    return stat(a->mnt, &sm) == 0 && stat(parent, &sp) == 0 && sm.st_dev != sp.st_dev;
-}
-
-/* Run fusermount3 -u -z on mnt if it is still mounted (a lazy unmount never blocks on a dead
- * daemon). */
-static void force_unmount(const char *mnt)
-{
-    char *argv[] = {"fusermount3", "-u", "-z", (char *)mnt, NULL};
-    pid_t pid;
-    if (!is_mount_point(mnt)) {
-        return;
-    }
-    if (proc_spawn(argv, NULL, &pid, NULL) == 0) {
-        proc_wait(pid, STOP_WAIT_MS);
-    }
-}
-
-/* Start raftfs-mount -f on mnt (created if missing) and wait until the mount answers. */
-static int mount_start(struct fixture *f, const char *mnt, const char *log, pid_t *pid,
-                       char *errmsg)
-{
-    char *argv[] = {f->bin, "--meta", f->s.meta.group, (char *)mnt, "-f", NULL};
-    struct live_arg a;
-    if (mkdir(mnt, 0755) != 0 && errno != EEXIST) {
-        snprintf(errmsg, RFS_ERRMSG_SIZE, "mkdir %s: %s", mnt, strerror(errno));
-        return RFS_EIO;
-    }
-    if (proc_spawn(argv, log, pid, errmsg) != 0) {
-        return RFS_EIO;
-    }
-    a.mnt = mnt;
-    a.pid = *pid;
-    if (!wait_until(mount_live_or_dead, &a, MOUNT_WAIT_MS) || !proc_alive(*pid)) {
-        snprintf(errmsg, RFS_ERRMSG_SIZE, "raftfs-mount on %s did not come up (see %s)", mnt, log);
-        proc_stop(*pid, STOP_WAIT_MS);
-        *pid = 0;
-        force_unmount(mnt);
-        return RFS_EIO;
-    }
-    return 0;
-}
-
-/* Stop the daemon (SIGTERM: it unmounts) and return its exit status; unmount if it did not. */
-static int mount_stop(const char *mnt, pid_t *pid)
-{
-    int status = -1;
-    if (*pid > 0) {
-        status = proc_stop(*pid, STOP_WAIT_MS);
-        *pid = 0;
-    }
-    force_unmount(mnt);
-    return status;
-}
-
-/* Whether the log holds a sanitizer report (printed to stderr). */
-static bool log_has_sanitizer_report(const char *log)
-{
-    FILE *fp = fopen(log, "r");
-    char line[1024];
-    bool bad = false;
-    if (fp == NULL) {
-        return false;
-    }
-    while (fgets(line, sizeof line, fp) != NULL) {
-        if (strstr(line, "ERROR: AddressSanitizer") || strstr(line, "ERROR: LeakSanitizer") ||
-            strstr(line, "runtime error:")) {
-            fprintf(stderr, "%s: %s", log, line);
-            bad = true;
-        }
-    }
-    fclose(fp);
-    return bad;
-}
-
 static bool file_contains(const char *path, const char *needle)
 {
     FILE *fp = fopen(path, "r");
@@ -205,20 +63,6 @@ static bool file_contains(const char *path, const char *needle)
     buf[n] = '\0';
     fclose(fp);
     return strstr(buf, needle) != NULL;
-}
-
-static void dump_log(const char *log)
-{
-    FILE *fp = fopen(log, "r");
-    char line[1024];
-    if (fp == NULL) {
-        return;
-    }
-    fprintf(stderr, "--- %s\n", log);
-    while (fgets(line, sizeof line, fp) != NULL) {
-        fputs(line, stderr);
-    }
-    fclose(fp);
 }
 
 /* path = mnt/rel */
@@ -290,25 +134,22 @@ static int setup(void **state)
     char why[512], errmsg[RFS_ERRMSG_SIZE];
     *state = f;
     snprintf(f->bin, sizeof f->bin, "%s/raftfs-mount", bins != NULL ? bins : "build/asan/bin");
-    if (!cluster_bins_present(why, sizeof why) || !fuse_usable(f, why, sizeof why)) {
+    if (!cluster_bins_present(why, sizeof why) ||
+        !mount_helper_usable(f->bin, NULL, why, sizeof why)) {
         f->skipped = true;
         printf("SKIPPED: %s\n", why);
         return 0;
     }
     if (tmpdir_make("raftfs-mount", f->dir, sizeof f->dir, errmsg) != 0 ||
-        sharded_start(&f->s, errmsg) != 0 ||
-        sharded_start_group(&f->s, 1, 1, false, NULL, errmsg) != 0 ||
-        sharded_start_group(&f->s, 2, 1, false, NULL, errmsg) != 0 ||
-        sharded_join(&f->s, 1, errmsg) != 0 || sharded_join(&f->s, 2, errmsg) != 0 ||
-        sharded_wait_settled(&f->s, 30000, errmsg) != 0) {
+        sharded_start_joined(&f->s, 2, 1, false, NULL, 30000, errmsg) != 0) {
         fprintf(stderr, "setup: %s\n", errmsg);
         return -1;
     }
     snprintf(f->mnt, sizeof f->mnt, "%s/m", f->dir);
     snprintf(f->log, sizeof f->log, "%s/mount.log", f->dir);
-    if (mount_start(f, f->mnt, f->log, &f->pid, errmsg) != 0) {
+    if (mount_helper_start(f->bin, f->s.meta.group, f->mnt, f->log, &f->pid, errmsg) != 0) {
         fprintf(stderr, "setup: %s\n", errmsg);
-        dump_log(f->log);
+        mount_helper_dump_log(f->log);
         return -1;
     }
     return 0;
@@ -319,21 +160,15 @@ static int teardown(void **state)
     struct fixture *f = *state;
     int bad = 0;
     if (!f->skipped && f->dir[0] != '\0') {
-        int st = mount_stop(f->mnt, &f->pid);
-        if (st > 0) {
-            fprintf(stderr, "teardown: raftfs-mount exited with %d\n", st);
-            dump_log(f->log);
-            bad++;
-        }
-        bad += log_has_sanitizer_report(f->log);
+        bad += mount_helper_teardown(f->mnt, &f->pid, f->log);
     }
     bad += sharded_destroy(&f->s);
     if (f->dir[0] != '\0') {
         /* Never remove a tree that is still mounted: that would empty the filesystem. */
-        bool mounted = is_mount_point(f->mnt);
+        bool mounted = mount_helper_is_mount_point(f->mnt);
         char m2[400];
         snprintf(m2, sizeof m2, "%s/m2", f->dir);
-        mounted = mounted || is_mount_point(m2);
+        mounted = mounted || mount_helper_is_mount_point(m2);
         if (mounted) {
             fprintf(stderr, "teardown: %s is still mounted; left in place\n", f->dir);
             bad++;
@@ -764,14 +599,14 @@ static void test_unreachable_cluster_is_not_mounted(void **state)
     st = proc_wait(pid, 30000);
     if (st == -2) {
         proc_stop(pid, STOP_WAIT_MS);
-        force_unmount(mnt);
+        mount_helper_force_unmount(mnt);
         fail_msg("raftfs-mount of a dead cluster still runs after 30 s");
     }
     assert_true(st > 0);
-    assert_false(is_mount_point(mnt));
+    assert_false(mount_helper_is_mount_point(mnt));
     assert_true(file_contains(log, "did not answer"));
     assert_true(file_contains(log, "not mounting"));
-    assert_false(log_has_sanitizer_report(log));
+    assert_false(mount_helper_log_has_sanitizer_report(log));
     assert_int_equal(rmdir(mnt), 0);
 }
 
@@ -790,30 +625,30 @@ static void test_remount_sees_the_same_tree(void **state)
 
     snprintf(m2, sizeof m2, "%s/m2", f->dir);
     snprintf(log2, sizeof log2, "%s/mount2.log", f->dir);
-    if (mount_start(f, m2, log2, &pid2, errmsg) != 0) {
-        dump_log(log2);
+    if (mount_helper_start(f->bin, f->s.meta.group, m2, log2, &pid2, errmsg) != 0) {
+        mount_helper_dump_log(log2);
         fail_msg("second mount: %s", errmsg);
     }
     snprintf(p, sizeof p, "%s/keep/link", m2);
     st = (int)read_file(p, buf, sizeof buf);
     assert_int_equal(st, 10);
     assert_string_equal(buf, "persistent");
-    st = mount_stop(m2, &pid2);
-    assert_false(log_has_sanitizer_report(log2));
+    st = mount_helper_stop(m2, &pid2);
+    assert_false(mount_helper_log_has_sanitizer_report(log2));
     assert_int_equal(st, 0);
-    assert_false(is_mount_point(m2));
+    assert_false(mount_helper_is_mount_point(m2));
 
     /* SIGTERM unmounts cleanly, writing out what an open file still buffers; a new daemon on
      * the same mount point sees the same tree. */
     fd = open(at(f, "keep/open", p, sizeof p), O_WRONLY | O_CREAT, 0644);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, "buffered", 8), 8);
-    assert_int_equal(mount_stop(f->mnt, &f->pid), 0);
+    assert_int_equal(mount_helper_stop(f->mnt, &f->pid), 0);
     close(fd); /* the mount is gone: its error does not matter */
-    assert_false(is_mount_point(f->mnt));
-    assert_false(log_has_sanitizer_report(f->log));
-    if (mount_start(f, f->mnt, f->log, &f->pid, errmsg) != 0) {
-        dump_log(f->log);
+    assert_false(mount_helper_is_mount_point(f->mnt));
+    assert_false(mount_helper_log_has_sanitizer_report(f->log));
+    if (mount_helper_start(f->bin, f->s.meta.group, f->mnt, f->log, &f->pid, errmsg) != 0) {
+        mount_helper_dump_log(f->log);
         fail_msg("remount: %s", errmsg);
     }
     assert_int_equal(read_file(at(f, "keep/sub/file", p, sizeof p), buf, sizeof buf), 10);

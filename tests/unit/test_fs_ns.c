@@ -51,11 +51,7 @@ static int setup(void **state)
         printf("SKIPPED: %s\n", why);
         return 0;
     }
-    if (sharded_start(&f->s, errmsg) != 0 ||
-        sharded_start_group(&f->s, 1, 1, false, NULL, errmsg) != 0 ||
-        sharded_start_group(&f->s, 2, 1, false, NULL, errmsg) != 0 ||
-        sharded_join(&f->s, 1, errmsg) != 0 || sharded_join(&f->s, 2, errmsg) != 0 ||
-        sharded_wait_settled(&f->s, 30000, errmsg) != 0) {
+    if (sharded_start_joined(&f->s, 2, 1, false, NULL, 30000, errmsg) != 0) {
         fprintf(stderr, "setup: %s\n", errmsg);
         return -1;
     }
