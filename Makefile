@@ -95,6 +95,14 @@ $(OUT)/bin/raftfs-mount: $(OUT)/mount/mount_main.o $(MOUNT_OBJ) $(OUT)/libraftfs
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LIBS) $(LDLIBS)
 
+# bench/passthrough: a libfuse3 passthrough of a local directory, the baseline of
+# bench/fs_vs_passthrough.sh; linked with libfuse3 only (not the bench rule above).
+$(OUT)/bench/passthrough.o: CFLAGS += $(FUSE_CFLAGS)
+
+$(OUT)/bench/passthrough: $(OUT)/bench/passthrough.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FUSE_LIBS)
+
 $(OUT)/libraftfs.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -210,6 +218,12 @@ bench-shard:
 .PHONY: bench-txn
 bench-txn:
 	bench/txn_groups.sh $(BENCH_TXN_ARGS)
+
+# raftfs vs a passthrough FUSE mount vs the local directory under fio (not part of make test;
+# installs fio when missing). Options: make bench-fs BENCH_FS_ARGS='--help'
+.PHONY: bench-fs
+bench-fs:
+	bench/fs_vs_passthrough.sh $(BENCH_FS_ARGS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
