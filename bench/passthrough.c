@@ -106,8 +106,7 @@ static int pt_create(const char *path, mode_t mode, struct fuse_file_info *fi)
     return 0;
 }
 
-static int pt_read(const char *path, char *buf, size_t size, off_t off,
-                   struct fuse_file_info *fi)
+static int pt_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
     ssize_t n;
     (void)path;
