@@ -84,6 +84,7 @@ fs_cleanup() {
             fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || true
         fi
     done
+    set +e # (exit $rc) hands rc on to cleanup's $?; under set -e it would end the trap here
     (exit $rc)
     cleanup
 }
@@ -163,6 +164,14 @@ drop_caches() {
     fi
 }
 
+# die_sub MESSAGE: die from inside $(...), whose failure `set -- $(...)` would not notice:
+# the main shell gets SIGTERM (its trap exits and cleans up).
+die_sub() {
+    echo "fs_vs_passthrough: $*" >&2
+    kill -TERM $$
+    exit 1
+}
+
 # run_fio DIR DIRECTION ARGS...: one fio run in DIR, bounded by --job-timeout; prints its
 # bandwidth in KiB/s and its ops/s ("bw iops") for DIRECTION (read or write), taken from fio's
 # terse output (v3: read bw/iops are fields 7/8, write bw/iops fields 48/49).
@@ -171,7 +180,7 @@ run_fio() {
     shift 2
     out=$(timeout "$JOB_TIMEOUT" fio --minimal --directory="$dir" --ioengine=psync \
         --fallocate=none --group_reporting "$@" 2>>"$WORK/fio.err") ||
-        die "fio $* in $dir failed or timed out (${JOB_TIMEOUT}s); see $WORK/fio.err"
+        die_sub "fio $* in $dir failed or timed out (${JOB_TIMEOUT}s); see $WORK/fio.err"
     if [ "$direction" = read ]; then
         echo "$out" | tail -n1 | cut -d';' -f7,8 | tr ';' ' '
     else
@@ -182,7 +191,7 @@ run_fio() {
 # md_loop DIR N: the metadata run again as a plain loop (python3: open(O_CREAT)+close, stat,
 # unlink of N files), without fio's per-file bookkeeping; prints "create stat unlink" ops/s.
 md_loop() {
-    timeout "$JOB_TIMEOUT" python3 - "$1" "$2" <<'PY' || die "metadata loop in $1 failed or timed out"
+    timeout "$JOB_TIMEOUT" python3 - "$1" "$2" <<'PY' || die_sub "metadata loop in $1 failed or timed out"
 import os, sys, time
 d, n = sys.argv[1], int(sys.argv[2])
 rates = []
