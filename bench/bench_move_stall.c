@@ -97,19 +97,6 @@ static void percentiles(const char *what, uint64_t *v, size_t n)
            (double)v[n - 1] / 1000);
 }
 
-static int client_for(struct kv_client **out, char *list, bool meta, char *errmsg)
-{
-    struct kv_client_options o;
-    memset(&o, 0, sizeof o);
-    if ((meta ? kv_client_parse_meta(list, &o, errmsg)
-              : kv_client_parse_servers(list, &o, errmsg)) != 0) {
-        return -1;
-    }
-    o.group_id = META_GROUP_ID;
-    o.timeout_ms = 20000;
-    return kv_client_new(out, &o, errmsg);
-}
-
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -121,7 +108,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    char *meta = NULL, metabuf[1024], metabuf2[1024], errmsg[RFS_ERRMSG_SIZE];
+    char *meta = NULL, errmsg[RFS_ERRMSG_SIZE];
     unsigned moves = 10, every = 1000, clients = 4;
     uint64_t g1 = 1, g2 = 2;
     struct shared s;
@@ -169,9 +156,8 @@ int main(int argc, char **argv)
         return 2;
     }
     rfs_log_set_level(RFS_LOG_ERROR);
-    snprintf(metabuf, sizeof metabuf, "%s", meta);
-    snprintf(metabuf2, sizeof metabuf2, "%s", meta);
-    if (client_for(&mc, metabuf, false, errmsg) != 0 || client_for(&s.c, metabuf2, true, errmsg)) {
+    if (kv_client_connect(&mc, meta, false, META_GROUP_ID, 20000, 0, errmsg) != 0 ||
+        kv_client_connect(&s.c, meta, true, 0, 20000, 0, errmsg) != 0) {
         fprintf(stderr, "bench_move_stall: %s\n", errmsg);
         return 1;
     }

@@ -15,23 +15,6 @@
 /* Ids taken from the meta group at a time. */
 #define ID_BATCH 1024
 
-static int client_for(struct kv_client **out, const char *list, bool routed, uint64_t gid,
-                      unsigned timeout_ms, char *errmsg)
-{
-    struct kv_client_options o;
-    char buf[1024];
-    int rv;
-    memset(&o, 0, sizeof o);
-    snprintf(buf, sizeof buf, "%s", list);
-    rv = routed ? kv_client_parse_meta(buf, &o, errmsg) : kv_client_parse_servers(buf, &o, errmsg);
-    if (rv != 0) {
-        return rv;
-    }
-    o.group_id = gid;
-    o.timeout_ms = timeout_ms;
-    return kv_client_new(out, &o, errmsg);
-}
-
 /* Create the root directory unless it exists (a transaction: two first mounts agree). */
 static int make_root(struct rfs_fs *fs, char *errmsg)
 {
@@ -85,9 +68,9 @@ int rfs_fs_open(struct rfs_fs **out, const struct rfs_fs_options *o, char *errms
         return -ENOMEM;
     }
     pthread_mutex_init(&fs->id_mu, NULL);
-    rv = client_for(&fs->kv, o->meta, true, 0, timeout, errmsg);
+    rv = kv_client_connect(&fs->kv, o->meta, true, 0, timeout, 0, errmsg);
     if (rv == 0) {
-        rv = client_for(&fs->meta, o->meta, false, META_GROUP_ID, timeout, errmsg);
+        rv = kv_client_connect(&fs->meta, o->meta, false, META_GROUP_ID, timeout, 0, errmsg);
     }
     if (rv != 0) {
         rfs_fs_close(fs);

@@ -241,6 +241,27 @@ static int routed_new(struct kv_client_ext *ext, char *errmsg)
     return rv;
 }
 
+int kv_client_connect(struct kv_client **out, const char *list, bool routed, uint64_t gid,
+                      unsigned timeout_ms, unsigned attempt_ms, char *errmsg)
+{
+    struct kv_client_options o;
+    char buf[KV_CLIENT_MAX_SERVERS * 128];
+    int rv;
+    memset(&o, 0, sizeof o);
+    if ((size_t)snprintf(buf, sizeof buf, "%s", list) >= sizeof buf) {
+        rfs_errmsg_printf(errmsg, "server list of %zu bytes is too long", strlen(list));
+        return RFS_EINVAL;
+    }
+    rv = routed ? kv_client_parse_meta(buf, &o, errmsg) : kv_client_parse_servers(buf, &o, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    o.group_id = gid;
+    o.timeout_ms = timeout_ms;
+    o.attempt_ms = attempt_ms;
+    return kv_client_new(out, &o, errmsg);
+}
+
 int kv_client_new(struct kv_client **out, const struct kv_client_options *o, char *errmsg)
 {
     struct kv_client_ext *ext;

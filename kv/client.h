@@ -64,6 +64,11 @@ int kv_client_parse_servers(char *list, struct kv_client_options *o, char *errms
 /* Parse "M0,M1,M2" into o->meta (pointers into list, which is modified). */
 int kv_client_parse_meta(char *list, struct kv_client_options *o, char *errmsg);
 
+/* kv_client_new from a comma-separated "host:port,..." list: the servers of one group (gid;
+ * 0 = any), or, routed, the meta group's. timeout_ms / attempt_ms 0: the defaults. */
+int kv_client_connect(struct kv_client **out, const char *list, bool routed, uint64_t gid,
+                      unsigned timeout_ms, unsigned attempt_ms, char *errmsg);
+
 /* A plain client needs 1..KV_CLIENT_MAX_SERVERS servers, a routed one 1..KV_CLIENT_MAX_SERVERS
  * meta servers. Nothing is contacted yet (a routed client reads the configuration on its
  * first request). Returns 0, RFS_EINVAL (a bad address), RFS_ENOMEM. */

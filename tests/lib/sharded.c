@@ -27,19 +27,7 @@ static void sleep_ms(unsigned ms)
 int sharded_client(struct kv_client **out, const char *list, uint64_t gid, bool routed,
                    unsigned timeout_ms, char *errmsg)
 {
-    struct kv_client_options o;
-    char buf[512];
-    int rv;
-    memset(&o, 0, sizeof o);
-    snprintf(buf, sizeof buf, "%s", list);
-    rv = routed ? kv_client_parse_meta(buf, &o, errmsg) : kv_client_parse_servers(buf, &o, errmsg);
-    if (rv != 0) {
-        return rv;
-    }
-    o.group_id = gid;
-    o.timeout_ms = timeout_ms;
-    o.attempt_ms = 300;
-    return kv_client_new(out, &o, errmsg);
+    return kv_client_connect(out, list, routed, gid, timeout_ms, 300, errmsg);
 }
 
 int sharded_start(struct sharded *s, char *errmsg)

@@ -12,22 +12,12 @@ static void *worker_main(void *data)
 {
     struct workload_worker *wk = data;
     struct workload *w = wk->w;
-    struct kv_client_options o;
     struct kv_client *c = NULL;
-    char group[512];
     char errmsg[RFS_ERRMSG_SIZE];
     unsigned seed = wk->index * 7919u + 1;
     unsigned long n = 0;
 
-    memset(&o, 0, sizeof o);
-    snprintf(group, sizeof group, "%s", w->group);
-    if ((w->routed ? kv_client_parse_meta(group, &o, errmsg)
-                   : kv_client_parse_servers(group, &o, errmsg)) != 0) {
-        return NULL;
-    }
-    o.timeout_ms = w->timeout_ms;
-    o.attempt_ms = 300;
-    if (kv_client_new(&c, &o, errmsg) != 0) {
+    if (kv_client_connect(&c, w->group, w->routed, 0, w->timeout_ms, 300, errmsg) != 0) {
         snprintf(w->last_error, sizeof w->last_error, "%s", errmsg);
         return NULL;
     }

@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "fs/file.h"
 #include "fs/fs.h"
+#include "fs_fixture.h"
 #include "tests/lib/cluster.h"
 #include "tests/lib/sharded.h"
 
@@ -31,53 +32,7 @@
 #define UNITS (FS_BLOCK_SIZE / 512)
 #define MIB   (1u << 20)
 
-struct fixture {
-    bool skipped;
-    struct sharded s;
-    struct rfs_fs *fs;
-};
-
 static const struct rfs_cred root_cred = {.uid = 0, .gid = 0};
-
-static int setup(void **state)
-{
-    struct fixture *f = calloc(1, sizeof *f);
-    char why[256], errmsg[RFS_ERRMSG_SIZE];
-    struct rfs_fs_options o = {0};
-    *state = f;
-    if (!cluster_bins_present(why, sizeof why)) {
-        f->skipped = true;
-        printf("SKIPPED: %s\n", why);
-        return 0;
-    }
-    if (sharded_start_joined(&f->s, 2, 1, false, NULL, 30000, errmsg) != 0) {
-        fprintf(stderr, "setup: %s\n", errmsg);
-        return -1;
-    }
-    o.meta = f->s.meta.group;
-    if (rfs_fs_open(&f->fs, &o, errmsg) != 0) {
-        fprintf(stderr, "fs open: %s\n", errmsg);
-        return -1;
-    }
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    int bad;
-    rfs_fs_close(f->fs);
-    bad = sharded_destroy(&f->s);
-    free(f);
-    return bad == 0 ? 0 : -1;
-}
-
-#define SKIP_IF_NEEDED(f)                                                                          \
-    do {                                                                                           \
-        if ((f)->skipped) {                                                                        \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
 
 static uint64_t now_ms(void)
 {
@@ -103,14 +58,14 @@ static void fill_random(uint64_t *s, void *buf, size_t len)
     }
 }
 
-static uint64_t create_file(struct fixture *f, const char *name, uint32_t mode)
+static uint64_t create_file(struct fs_fixture *f, const char *name, uint32_t mode)
 {
     struct rfs_attr a;
     assert_int_equal(rfs_fs_mknod(f->fs, FS_ROOT_INO, name, mode, 0, &root_cred, &a), 0);
     return a.ino;
 }
 
-static uint64_t size_of(struct fixture *f, uint64_t ino)
+static uint64_t size_of(struct fs_fixture *f, uint64_t ino)
 {
     struct rfs_attr a;
     assert_int_equal(rfs_fs_getattr(f->fs, ino, &a), 0);
@@ -118,7 +73,7 @@ static uint64_t size_of(struct fixture *f, uint64_t ino)
 }
 
 /* Read [off, off + len) and compare with want (want_n bytes expected). */
-static void expect_read(struct fixture *f, uint64_t ino, uint64_t off, size_t len,
+static void expect_read(struct fs_fixture *f, uint64_t ino, uint64_t off, size_t len,
                         const unsigned char *want, size_t want_n)
 {
     unsigned char *got = malloc(len ? len : 1);
@@ -131,7 +86,7 @@ static void expect_read(struct fixture *f, uint64_t ino, uint64_t off, size_t le
 }
 
 /* Read [off, off + len) of a file whose bytes are model[0, size). */
-static void expect_model(struct fixture *f, uint64_t ino, uint64_t off, size_t len,
+static void expect_model(struct fs_fixture *f, uint64_t ino, uint64_t off, size_t len,
                          const unsigned char *model, uint64_t size)
 {
     size_t want = off >= size ? 0 : (size_t)(size - off < len ? size - off : len);
@@ -140,7 +95,7 @@ static void expect_model(struct fixture *f, uint64_t ino, uint64_t off, size_t l
 
 static void test_round_trips_across_blocks(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     static const struct {
         uint64_t off;
         size_t len;
@@ -162,7 +117,7 @@ static void test_round_trips_across_blocks(void **state)
     unsigned char *model = calloc(1, 8 * B), *data = malloc(8 * B);
     uint64_t ino;
     struct rfs_attr a;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     ino = create_file(f, "roundtrip", S_IFREG | 0644);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint64_t off = cases[i].off;
@@ -190,12 +145,12 @@ static void test_round_trips_across_blocks(void **state)
 
 static void test_sparse_file_reads_zeros(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     size_t len = 10 * MIB + 5;
     unsigned char *want = calloc(1, len);
     struct rfs_attr a;
     uint64_t ino;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     ino = create_file(f, "sparse", S_IFREG | 0644);
     memcpy(want + 10 * MIB, "tail!", 5);
     assert_int_equal(rfs_fs_write(f->fs, ino, 10 * MIB, "tail!", 5), 0);
@@ -211,13 +166,13 @@ static void test_sparse_file_reads_zeros(void **state)
 
 static void test_truncate_shrinks_and_grows_with_zeros(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     uint64_t seed = 5;
     size_t len = 3 * B + 100;
     unsigned char *data = malloc(5 * B), *want = calloc(1, 5 * B);
     struct rfs_attr a, before;
     uint64_t ino;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     ino = create_file(f, "trunc", S_IFREG | 0644);
     fill_random(&seed, data, len);
     assert_int_equal(rfs_fs_write(f->fs, ino, 0, data, len), 0);
@@ -266,14 +221,14 @@ static void test_truncate_shrinks_and_grows_with_zeros(void **state)
 
 static void test_errors_and_limits(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     struct rfs_attr a;
     struct rfs_statfs st;
     struct rfs_file *h;
     char buf[16];
     size_t n;
     uint64_t ino, fifo, huge;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     assert_int_equal(rfs_fs_mkdir(f->fs, FS_ROOT_INO, "errdir", 0755, &root_cred, &a), 0);
     assert_int_equal(rfs_fs_write(f->fs, a.ino, 0, "x", 1), -EISDIR);
     assert_int_equal(rfs_fs_read(f->fs, a.ino, 0, 1, buf, &n), -EISDIR);
@@ -315,12 +270,12 @@ static void test_errors_and_limits(void **state)
 
 static void test_append_handle_writes_at_the_end(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     struct rfs_file *h;
     uint64_t seed = 9, ino;
     unsigned char *big = malloc(3 * B), *want = malloc(4 * B);
     size_t n;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     ino = create_file(f, "append", S_IFREG | 0644);
     assert_int_equal(rfs_fs_write(f->fs, ino, 0, "hello", 5), 0);
     h = rfs_file_open(f->fs, ino, O_WRONLY | O_APPEND);
@@ -364,7 +319,7 @@ static void test_append_handle_writes_at_the_end(void **state)
 #define RECORD         1000
 
 struct appender {
-    struct fixture *f;
+    struct fs_fixture *f;
     uint64_t ino;
     unsigned id;
     int rv;
@@ -394,14 +349,14 @@ static void *appender_main(void *arg)
 
 static void test_concurrent_appenders_never_overwrite(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     struct appender ap[APPENDERS];
     pthread_t t[APPENDERS];
     size_t total = APPENDERS * APPEND_RECORDS * RECORD, n;
     unsigned char *got = malloc(total + 1);
     unsigned next[APPENDERS] = {0};
     uint64_t ino;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     ino = create_file(f, "appenders", S_IFREG | 0644);
     for (unsigned i = 0; i < APPENDERS; i++) {
         ap[i] = (struct appender){.f = f, .ino = ino, .id = i};
@@ -437,7 +392,7 @@ static void test_concurrent_appenders_never_overwrite(void **state)
 #define PATCH_STRIDE (PATCHERS * PATCH_BYTES)
 
 struct patcher {
-    struct fixture *f;
+    struct fs_fixture *f;
     uint64_t ino;
     unsigned id;
     int rv;
@@ -459,13 +414,13 @@ static void *patcher_main(void *arg)
 
 static void test_concurrent_writers_in_one_block_keep_both(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     struct patcher p[PATCHERS];
     pthread_t t[PATCHERS];
     size_t total = 7 + (size_t)PATCHES * PATCH_STRIDE, n;
     unsigned char *got = malloc(total);
     uint64_t ino;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     ino = create_file(f, "patchers", S_IFREG | 0644);
     for (unsigned i = 0; i < PATCHERS; i++) {
         p[i] = (struct patcher){.f = f, .ino = ino, .id = i};
@@ -489,12 +444,12 @@ static void test_concurrent_writers_in_one_block_keep_both(void **state)
 
 static void test_buffered_writes_visible_after_flush(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     size_t chunk = 7000, count = 300, total = chunk * count, n;
     unsigned char *data = malloc(total), *got = malloc(total);
     uint64_t seed = 3, ino;
     struct rfs_file *h;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     ino = create_file(f, "buffered", S_IFREG | 0644);
     fill_random(&seed, data, total);
     h = rfs_file_open(f->fs, ino, O_RDWR);
@@ -540,14 +495,14 @@ static void test_buffered_writes_visible_after_flush(void **state)
 
 static void test_large_file_checksum(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     size_t total = 8 * MIB, chunk = 128 << 10, n;
     unsigned char *data = malloc(total), *got = malloc(total);
     uint64_t seed = 77, ino;
     uint32_t want, crc = 0;
     struct rfs_file *h;
     struct rfs_attr a;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     ino = create_file(f, "large", S_IFREG | 0644);
     fill_random(&seed, data, total);
     want = rfs_crc32(0, data, total);
@@ -592,7 +547,7 @@ static void test_large_file_checksum(void **state)
 #define EX_MS    25000
 
 struct exerciser {
-    struct fixture *f;
+    struct fs_fixture *f;
     uint64_t seed0, seed, ino;
     unsigned step;
     struct rfs_file *h;   /* O_RDWR */
@@ -767,11 +722,11 @@ static void ex_step(struct exerciser *x)
 
 static void test_random_ops_match_model(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     struct exerciser x = {.f = f};
     const char *env = getenv("RAFTFS_SEED");
     uint64_t start = now_ms();
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     x.seed0 = env != NULL ? strtoull(env, NULL, 10) : 20240601;
     x.seed = x.seed0 * 2654435761u + 1;
     x.ino = create_file(f, "random", S_IFREG | 0644);
@@ -814,5 +769,5 @@ int main(void)
     };
     rfs_log_set_level(RFS_LOG_ERROR);
     /* One cluster for the whole file: the tests use files of their own. */
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, fs_fixture_setup, fs_fixture_teardown);
 }

@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "fs/fs.h"
 #include "fs/internal.h"
+#include "fs_fixture.h"
 #include "tests/lib/cluster.h"
 #include "tests/lib/sharded.h"
 
@@ -31,56 +32,10 @@
 #define RENAME_EXCHANGE  (1 << 1)
 #endif
 
-struct fixture {
-    bool skipped;
-    struct sharded s;
-    struct rfs_fs *fs;
-};
-
 static const struct rfs_cred root_cred = {.uid = 0, .gid = 0};
 static const struct rfs_cred user_cred = {.uid = 1000, .gid = 1000};
 
-static int setup(void **state)
-{
-    struct fixture *f = calloc(1, sizeof *f);
-    char why[256], errmsg[RFS_ERRMSG_SIZE];
-    struct rfs_fs_options o = {0};
-    *state = f;
-    if (!cluster_bins_present(why, sizeof why)) {
-        f->skipped = true;
-        printf("SKIPPED: %s\n", why);
-        return 0;
-    }
-    if (sharded_start_joined(&f->s, 2, 1, false, NULL, 30000, errmsg) != 0) {
-        fprintf(stderr, "setup: %s\n", errmsg);
-        return -1;
-    }
-    o.meta = f->s.meta.group;
-    if (rfs_fs_open(&f->fs, &o, errmsg) != 0) {
-        fprintf(stderr, "fs open: %s\n", errmsg);
-        return -1;
-    }
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    int bad;
-    rfs_fs_close(f->fs);
-    bad = sharded_destroy(&f->s);
-    free(f);
-    return bad == 0 ? 0 : -1;
-}
-
-#define SKIP_IF_NEEDED(f)                                                                          \
-    do {                                                                                           \
-        if ((f)->skipped) {                                                                        \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
-
-static uint64_t mkdir_ok(struct fixture *f, uint64_t parent, const char *name)
+static uint64_t mkdir_ok(struct fs_fixture *f, uint64_t parent, const char *name)
 {
     struct rfs_attr a;
     assert_int_equal(rfs_fs_mkdir(f->fs, parent, name, 0755, &root_cred, &a), 0);
@@ -88,7 +43,7 @@ static uint64_t mkdir_ok(struct fixture *f, uint64_t parent, const char *name)
     return a.ino;
 }
 
-static uint64_t create_ok(struct fixture *f, uint64_t parent, const char *name)
+static uint64_t create_ok(struct fs_fixture *f, uint64_t parent, const char *name)
 {
     struct rfs_attr a;
     assert_int_equal(rfs_fs_mknod(f->fs, parent, name, S_IFREG | 0644, 0, &root_cred, &a), 0);
@@ -114,11 +69,11 @@ static int collect(void *data, const char *name, uint64_t ino, uint32_t mode)
 
 static void test_create_lookup_remove(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     struct rfs_attr a, root;
     uint64_t d, x;
     char longname[300];
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     assert_int_equal(rfs_fs_getattr(f->fs, FS_ROOT_INO, &root), 0);
     assert_true(S_ISDIR(root.mode));
     d = mkdir_ok(f, FS_ROOT_INO, "d");
@@ -156,11 +111,11 @@ static void test_create_lookup_remove(void **state)
 
 static void test_links_symlinks_fifos(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     struct rfs_attr a;
     char buf[64];
     uint64_t x;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     x = create_ok(f, FS_ROOT_INO, "file");
     assert_int_equal(rfs_fs_link(f->fs, x, FS_ROOT_INO, "hard", &a), 0);
     assert_int_equal(a.nlink, 2);
@@ -181,10 +136,10 @@ static void test_links_symlinks_fifos(void **state)
 
 static void test_readdir_in_order_with_offsets(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     struct names *all = calloc(1, sizeof *all), *rest = calloc(1, sizeof *rest);
     uint64_t d;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     d = mkdir_ok(f, FS_ROOT_INO, "many");
     for (unsigned i = 0; i < 300; i++) {
         char name[32];
@@ -209,10 +164,10 @@ static void test_readdir_in_order_with_offsets(void **state)
 
 static void test_rename(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     struct rfs_attr a, before;
     uint64_t a_dir, b_dir, sub, x, y;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     a_dir = mkdir_ok(f, FS_ROOT_INO, "a");
     b_dir = mkdir_ok(f, FS_ROOT_INO, "b");
     sub = mkdir_ok(f, a_dir, "sub");
@@ -271,9 +226,9 @@ static void *race_main(void *data)
 
 static void test_rename_cycle_race(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     unsigned wins = 0;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     for (unsigned round = 0; round < 10; round++) {
         char an[16], bn[16];
         struct racer r1, r2;
@@ -304,10 +259,10 @@ static void test_rename_cycle_race(void **state)
 
 static void test_ownership_rules(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     struct rfs_attr in = {0}, a;
     uint64_t d, x;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     d = mkdir_ok(f, FS_ROOT_INO, "shared");
     /* An ordinary user cannot create in a 0755 root-owned directory... */
     assert_int_equal(rfs_fs_mknod(f->fs, d, "u", S_IFREG | 0644, 0, &user_cred, &a), -EACCES);
@@ -346,7 +301,7 @@ static void test_ownership_rules(void **state)
 }
 
 /* Whether inode ino still has the attribute key `name` in the store. */
-static bool xattr_key_present(struct fixture *f, uint64_t ino, const char *name)
+static bool xattr_key_present(struct fs_fixture *f, uint64_t ino, const char *name)
 {
     char key[FS_KEY_MAX], errmsg[RFS_ERRMSG_SIZE];
     struct kv_client_value v;
@@ -361,12 +316,12 @@ static bool xattr_key_present(struct fixture *f, uint64_t ino, const char *name)
 
 static void test_xattrs_set_get_list_remove(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     struct rfs_attr before, after;
     char buf[256], big[300];
     size_t len = 0;
     uint64_t x;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     x = create_ok(f, FS_ROOT_INO, "xa");
     /* Nothing yet: an empty list, and no attribute. */
     assert_int_equal(rfs_fs_listxattr(f->fs, x, buf, sizeof buf, &len), 0);
@@ -440,13 +395,13 @@ static void test_xattrs_set_get_list_remove(void **state)
 
 static void test_xattr_errors(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     char name[300], buf[16];
     size_t len;
     void *huge;
     uint64_t x, mine;
     struct rfs_attr a;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     x = create_ok(f, FS_ROOT_INO, "xe"); /* root's, 0644 */
     /* Names: too long, empty, outside the namespaces kept. */
     memset(name, 'n', sizeof name);
@@ -512,10 +467,10 @@ static void test_xattr_errors(void **state)
 /* An inode's attributes go with it (unlink of the last name, rmdir, rename over), not before. */
 static void test_xattrs_go_with_their_inode(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     struct rfs_attr a;
     uint64_t x, d, y;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     x = create_ok(f, FS_ROOT_INO, "xg");
     assert_int_equal(rfs_fs_setxattr(f->fs, x, "user.a", "1", 1, 0, &root_cred), 0);
     assert_int_equal(rfs_fs_setxattr(f->fs, x, "trusted.b", "2", 1, 0, &root_cred), 0);
@@ -540,9 +495,9 @@ static void test_xattrs_go_with_their_inode(void **state)
 
 static void test_parent_of_directory(void **state)
 {
-    struct fixture *f = *state;
+    struct fs_fixture *f = *state;
     uint64_t a, b, p = 0, x;
-    SKIP_IF_NEEDED(f);
+    FS_SKIP_IF_NEEDED(f);
     a = mkdir_ok(f, FS_ROOT_INO, "pa");
     b = mkdir_ok(f, a, "pb");
     assert_int_equal(rfs_fs_parent(f->fs, b, &p), 0);
@@ -574,5 +529,5 @@ int main(void)
     };
     rfs_log_set_level(RFS_LOG_ERROR);
     /* One cluster for the whole file: the tests use names of their own. */
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, fs_fixture_setup, fs_fixture_teardown);
 }

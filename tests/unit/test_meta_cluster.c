@@ -31,8 +31,6 @@ static int setup_with(void **state, const char *extra)
     struct fixture *f = calloc(1, sizeof *f);
     char why[256];
     char errmsg[RFS_ERRMSG_SIZE];
-    struct kv_client_options o;
-    char buf[512];
     *state = f;
     if (!cluster_bins_present(why, sizeof why)) {
         return 0;
@@ -42,15 +40,9 @@ static int setup_with(void **state, const char *extra)
         cluster_destroy(&f->c);
         return -1;
     }
-    memset(&o, 0, sizeof o);
-    snprintf(buf, sizeof buf, "%s", f->c.group);
-    if (kv_client_parse_servers(buf, &o, errmsg) != 0) {
-        return -1;
-    }
-    o.group_id = META_GROUP_ID;
-    o.timeout_ms = 10000;
-    o.attempt_ms = 300;
-    return kv_client_new(&f->kc, &o, errmsg) == 0 ? 0 : -1;
+    return kv_client_connect(&f->kc, f->c.group, false, META_GROUP_ID, 10000, 300, errmsg) == 0
+               ? 0
+               : -1;
 }
 
 static int setup_plain(void **state)

@@ -108,16 +108,9 @@ static int wait_leader(struct fixture *f)
 
 static struct kv_client *client_for(const char *group, unsigned timeout_ms)
 {
-    struct kv_client_options o;
     struct kv_client *kc = NULL;
-    char buf[512];
     char errmsg[RFS_ERRMSG_SIZE];
-    memset(&o, 0, sizeof o);
-    snprintf(buf, sizeof buf, "%s", group);
-    assert_int_equal(kv_client_parse_servers(buf, &o, errmsg), 0);
-    o.timeout_ms = timeout_ms;
-    o.attempt_ms = 300;
-    assert_int_equal(kv_client_new(&kc, &o, errmsg), 0);
+    assert_int_equal(kv_client_connect(&kc, group, false, 0, timeout_ms, 300, errmsg), 0);
     return kc;
 }
 

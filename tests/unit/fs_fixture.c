@@ -1,0 +1,43 @@
+/* See fs_fixture.h. */
+#include "fs_fixture.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "tests/lib/cluster.h"
+
+int fs_fixture_setup(void **state)
+{
+    struct fs_fixture *f = calloc(1, sizeof *f);
+    char why[256], errmsg[RFS_ERRMSG_SIZE];
+    struct rfs_fs_options o = {0};
+    *state = f;
+    if (f == NULL) {
+        return -1;
+    }
+    if (!cluster_bins_present(why, sizeof why)) {
+        f->skipped = true;
+        printf("SKIPPED: %s\n", why);
+        return 0;
+    }
+    if (sharded_start_joined(&f->s, 2, 1, false, NULL, 30000, errmsg) != 0) {
+        fprintf(stderr, "setup: %s\n", errmsg);
+        return -1;
+    }
+    o.meta = f->s.meta.group;
+    if (rfs_fs_open(&f->fs, &o, errmsg) != 0) {
+        fprintf(stderr, "fs open: %s\n", errmsg);
+        return -1;
+    }
+    return 0;
+}
+
+int fs_fixture_teardown(void **state)
+{
+    struct fs_fixture *f = *state;
+    int bad;
+    rfs_fs_close(f->fs);
+    bad = sharded_destroy(&f->s);
+    free(f);
+    return bad == 0 ? 0 : -1;
+}
