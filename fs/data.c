@@ -51,6 +51,7 @@
 #include "../common/log.h"
 #include "data.h"
 #include "internal.h"
+#include "readahead.h"
 
 #define RETRIES 50
 /* Stripes a truncate deletes before leaving the rest to the collector (16 GiB). */
@@ -182,28 +183,58 @@ static int block_patch(struct rfs_fs *fs, uint64_t ino, uint64_t blk, size_t at,
     return rv;
 }
 
-/* Write the blocks of [off, off + size); *created counts the blocks made (see the top). */
+/* Put blocks [first, first + n) of ino, whole, from src: one transaction when they share a
+ * stripe (one bucket, so one request and one log entry for up to FS_STRIPE_BLOCKS blocks),
+ * which is what a long sequential write sends. */
+static int blocks_put(struct rfs_fs *fs, uint64_t ino, uint64_t first, unsigned n, const char *src)
+{
+    char keys[FS_STRIPE_BLOCKS][FS_KEY_MAX], errmsg[RFS_ERRMSG_SIZE];
+    struct kv_txn_write wr[FS_STRIPE_BLOCKS];
+    int rv;
+    assert(n > 0 && n <= FS_STRIPE_BLOCKS);
+    for (unsigned i = 0; i < n; i++) {
+        wr[i] = (struct kv_txn_write){.key = keys[i],
+                                      .klen = fs_key_block(keys[i], ino, first + i),
+                                      .value = src + (size_t)i * FS_BLOCK_SIZE,
+                                      .vlen = FS_BLOCK_SIZE};
+    }
+    rv = n == 1 ? kv_client_put(fs->kv, keys[0], wr[0].klen, src, FS_BLOCK_SIZE, NULL, errmsg)
+                : kv_client_txn(fs->kv, NULL, 0, wr, n, errmsg);
+    if (rv != 0) {
+        rfs_warnf("fs: writing blocks %llu to %llu of %llx: %s", (unsigned long long)first,
+                  (unsigned long long)(first + n - 1), (unsigned long long)ino, errmsg);
+    }
+    return fs_errno(rv);
+}
+
+/* Write the blocks of [off, off + size); *created counts the blocks made (see the top). A run
+ * of whole blocks goes a stripe at a time (blocks_put); a partial block is patched. */
 static int blocks_write(struct rfs_fs *fs, uint64_t ino, uint64_t old_size, uint64_t off,
                         const char *buf, size_t size, uint64_t *created)
 {
     uint64_t end = off + size, old_blocks = blocks_spanned(old_size);
     *created = 0;
-    for (uint64_t blk = off / FS_BLOCK_SIZE; blk * FS_BLOCK_SIZE < end; blk++) {
+    for (uint64_t blk = off / FS_BLOCK_SIZE; blk * FS_BLOCK_SIZE < end;) {
         uint64_t start = blk * FS_BLOCK_SIZE;
         size_t lo = (size_t)((off > start ? off : start) - start);
         size_t hi = (size_t)((end < start + FS_BLOCK_SIZE ? end : start + FS_BLOCK_SIZE) - start);
         const char *src = buf + (start + lo - off);
         int rv;
         if (lo == 0 && hi == FS_BLOCK_SIZE) {
-            char key[FS_KEY_MAX], errmsg[RFS_ERRMSG_SIZE];
-            rv = kv_client_put(fs->kv, key, fs_key_block(key, ino, blk), src, FS_BLOCK_SIZE, NULL,
-                               errmsg);
-            if (rv != 0) {
-                rfs_warnf("fs: writing block %llu of %llx: %s", (unsigned long long)blk,
-                          (unsigned long long)ino, errmsg);
-                return fs_errno(rv);
+            /* whole blocks from here to the end of the range or of the stripe */
+            uint64_t stripe_end = (blk / FS_STRIPE_BLOCKS + 1) * FS_STRIPE_BLOCKS;
+            unsigned n = 0;
+            while (blk + n < stripe_end && (blk + n + 1) * FS_BLOCK_SIZE <= end) {
+                n++;
             }
-            *created += blk >= old_blocks;
+            rv = blocks_put(fs, ino, blk, n, src);
+            if (rv != 0) {
+                return rv;
+            }
+            for (unsigned i = 0; i < n; i++) {
+                *created += blk + i >= old_blocks;
+            }
+            blk += n;
         } else {
             bool made;
             rv = block_patch(fs, ino, blk, lo, src, hi - lo, &made);
@@ -211,6 +242,7 @@ static int blocks_write(struct rfs_fs *fs, uint64_t ino, uint64_t old_size, uint
                 return rv;
             }
             *created += made;
+            blk++;
         }
     }
     return 0;
@@ -415,93 +447,40 @@ int fs_data_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const void *buf
     return rv;
 }
 
+int fs_data_begin(struct rfs_fs *fs, uint64_t ino, struct fs_inode *in)
+{
+    return regular_get(fs, ino, in);
+}
+
+int fs_data_put(struct rfs_fs *fs, uint64_t ino, uint64_t old_size, uint64_t off, const void *buf,
+                size_t size, uint64_t *created)
+{
+    *created = 0;
+    if (off > FS_MAX_FILE_SIZE || size > FS_MAX_FILE_SIZE - off) {
+        return -EFBIG;
+    }
+    return size == 0 ? 0 : blocks_write(fs, ino, old_size, off, buf, size, created);
+}
+
+int fs_data_commit(struct rfs_fs *fs, struct fs_inode *in, uint64_t end, uint64_t created)
+{
+    return size_commit(fs, in, end, created);
+}
+
 int rfs_fs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const void *buf, size_t size)
 {
     return fs_data_write(fs, ino, off, buf, size, false, NULL);
 }
 
-void fs_block_cache_clear(struct fs_block_cache *c)
-{
-    rfs_free(c->data);
-    memset(c, 0, sizeof *c);
-}
-
-int fs_data_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, void *buf, size_t *n,
-                 struct fs_block_cache *cache)
-{
-    struct fs_inode in;
-    uint64_t end, last;
-    char *out = buf;
-    int rv;
-
-    *n = 0;
-    rv = regular_get(fs, ino, &in);
-    if (rv != 0) {
-        return rv;
-    }
-    if (off >= in.a.size || size == 0) {
-        fs_inode_clear(&in);
-        return 0;
-    }
-    end = size < in.a.size - off ? off + size : in.a.size;
-    last = (end - 1) / FS_BLOCK_SIZE;
-    for (uint64_t blk = off / FS_BLOCK_SIZE; blk <= last; blk++) {
-        uint64_t start = blk * FS_BLOCK_SIZE;
-        size_t lo = (size_t)((off > start ? off : start) - start);
-        size_t hi = (size_t)((end < start + FS_BLOCK_SIZE ? end : start + FS_BLOCK_SIZE) - start);
-        char *dst = out + (start + lo - off);
-        const char *data;
-        size_t len;
-        struct kv_client_value v = {0};
-        bool hit = cache != NULL && cache->valid && cache->ino == ino &&
-                   cache->version == in.version && cache->index == blk;
-        if (hit) {
-            data = cache->data;
-            len = cache->len;
-        } else {
-            rv = block_get(fs, ino, blk, &v);
-            if (rv != 0) {
-                kv_client_value_clear(&v);
-                break;
-            }
-            data = v.value.base;
-            len = v.found ? v.value.len : 0;
-        }
-        /* stored bytes in [lo, hi), zeros after them */
-        if (len > lo) {
-            size_t k = (len < hi ? len : hi) - lo;
-            memcpy(dst, data + lo, k);
-            memset(dst + k, 0, hi - lo - k);
-        } else {
-            memset(dst, 0, hi - lo);
-        }
-        if (!hit && cache != NULL && blk == last) {
-            if (cache->data == NULL) {
-                cache->data = rfs_malloc(FS_BLOCK_SIZE);
-            }
-            cache->valid = cache->data != NULL;
-            if (cache->valid) {
-                if (len > 0) {
-                    memcpy(cache->data, data, len);
-                }
-                cache->ino = ino;
-                cache->version = in.version;
-                cache->index = blk;
-                cache->len = len;
-            }
-        }
-        kv_client_value_clear(&v);
-    }
-    fs_inode_clear(&in);
-    if (rv == 0) {
-        *n = (size_t)(end - off);
-    }
-    return rv;
-}
-
 int rfs_fs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, void *buf, size_t *n)
 {
-    return fs_data_read(fs, ino, off, size, buf, n, NULL);
+    struct fs_readahead ra;
+    int rv;
+    fs_readahead_init(&ra, fs, ino);
+    ra.no_ahead = true;
+    rv = fs_readahead_read(&ra, off, size, buf, n);
+    fs_readahead_clear(&ra);
+    return rv;
 }
 
 /* Whether blocks [blk, end) (one stripe) hold anything: one scan for the first of them.

@@ -1,5 +1,6 @@
 /* fs/data.h: file data in blocks (fs/data.c), the parts open files (fs/file.c) build on: a
- * write that appends atomically, and reads through a one-block cache. Not for other modules. */
+ * write that appends atomically, and a write in steps (reads: fs/readahead.h). Not for other
+ * modules. */
 #ifndef FS_DATA_H
 #define FS_DATA_H
 
@@ -12,26 +13,6 @@
 /* The largest file: no write may end, and no truncate may reach, past it (-EFBIG). */
 #define FS_MAX_FILE_SIZE (1ull << 50)
 
-/* The stored bytes of one block of one file, as read while the file's inode had `version`.
- * Every write changes the inode after (or with) its blocks, and a truncate changes blocks
- * only past the size it committed, which reads never look at; so while the inode keeps
- * that version, the cached bytes up to the size are the block's current ones. Zero it
- * before use; release with fs_block_cache_clear. */
-struct fs_block_cache {
-    bool valid;
-    uint64_t ino;
-    uint64_t version;
-    uint64_t index;
-    size_t len;
-    char *data; /* FS_BLOCK_SIZE bytes, allocated on first use */
-};
-void fs_block_cache_clear(struct fs_block_cache *c);
-
-/* rfs_fs_read, taking the last block of the range from cache when it is current, and
- * leaving it there (cache may be NULL). */
-int fs_data_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, void *buf, size_t *n,
-                 struct fs_block_cache *cache);
-
 /* rfs_fs_write at off, or with append at the end of the file as it is when the write
  * commits: each piece of up to FS_APPEND_CHUNK bytes goes in one transaction with the
  * inode, so concurrent appenders (other threads, other mounts) never overwrite each other.
@@ -39,5 +20,17 @@ int fs_data_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, voi
 #define FS_APPEND_CHUNK (1u << 20)
 int fs_data_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const void *buf, size_t size,
                   bool append, uint64_t *at);
+
+/* A write in steps, for writes that reach the cluster in the background (fs/file.c):
+ * fs_data_begin reads the inode of a regular file (with its version); fs_data_put writes
+ * blocks of [off, off + size) and nothing else (readers do not see bytes past the inode's
+ * size yet), adding to *created the blocks it made at or past old_size's last block;
+ * fs_data_commit then sets size = max(size, end), mtime, ctime and created more blocks on
+ * the inode read by fs_data_begin (reading it again if it changed meanwhile). Each returns 0
+ * or -errno. Puts of different blocks may run at once; puts of one block must not. */
+int fs_data_begin(struct rfs_fs *fs, uint64_t ino, struct fs_inode *in);
+int fs_data_put(struct rfs_fs *fs, uint64_t ino, uint64_t old_size, uint64_t off, const void *buf,
+                size_t size, uint64_t *created);
+int fs_data_commit(struct rfs_fs *fs, struct fs_inode *in, uint64_t end, uint64_t created);
 
 #endif

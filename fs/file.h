@@ -1,19 +1,24 @@
-/* fs/file.h: open files over fs/fs.h: a handle that buffers writes and keeps the last block
- * it read (fs/file.c). raftfs-mount makes one per FUSE open and keeps it in fi->fh.
+/* fs/file.h: open files over fs/fs.h: a handle that buffers writes, writes them behind in the
+ * background, and reads through a stripe cache with read-ahead (fs/file.c,
+ * fs/readahead.c). raftfs-mount makes one per FUSE open and keeps it in fi->fh.
  *
- * Writes collect in the handle, in memory, and reach the cluster when the buffer would pass
- * RFS_FILE_FLUSH_BYTES, when a write neither falls inside nor continues the buffered range,
- * on rfs_file_flush, before every rfs_file_read and rfs_file_truncate through the handle,
- * and on rfs_file_release. Until then other handles, rfs_fs_read and rfs_fs_getattr do not
- * see the buffered bytes (close-to-open consistency): flush first where that matters (FUSE
+ * Writes collect in the handle, in memory, and go to the cluster in the background (several
+ * requests in flight) when the buffer would pass RFS_FILE_FLUSH_BYTES or when a write
+ * neither falls inside nor continues the buffered range. The inode (size, mtime, ctime)
+ * changes only at a sync point: rfs_file_flush, rfs_file_read and rfs_file_truncate through
+ * the handle, and rfs_file_release, each of which waits for the background writes, writes
+ * the rest and commits the inode. Until then other handles, rfs_fs_read and rfs_fs_getattr do
+ * not see the new bytes (close-to-open consistency): flush first where that matters (FUSE
  * flush and fsync, getattr or setattr of an open file).
  *
- * A failed flush keeps the buffered bytes for the next try when the failure may pass (-EIO,
+ * A failed sync keeps the buffered bytes for the next try when the failure may pass (-EIO,
  * -EAGAIN, -ENOMEM); on any other error (the file is gone, -EFBIG, ...) it drops them, and
- * returns the error once. (An O_APPEND flush that fails with -EIO may have committed: a
- * cross-group transaction whose outcome was unknown; the next flush then appends the bytes
- * again.) Every call is thread-safe (one mutex per handle: calls on one handle run one at a
- * time) and returns 0 or a negative errno. */
+ * returns the error once. A failed background write loses its bytes and fails the next
+ * write or sync with its error, once (as a local file system reports a failed writeback).
+ * (An O_APPEND flush that fails with -EIO may have committed: a cross-group transaction whose
+ * outcome was unknown; the next flush then appends the bytes again.) Every call is
+ * thread-safe (one mutex per handle: calls on one handle run one at a time) and returns 0 or
+ * a negative errno. */
 #ifndef FS_FILE_H
 #define FS_FILE_H
 
@@ -22,7 +27,7 @@
 
 #include "fs.h"
 
-/* A write that would make the buffer longer than this flushes it first. */
+/* A write that would make the buffer longer than this hands its whole blocks on first. */
 #define RFS_FILE_FLUSH_BYTES (1u << 20)
 
 struct rfs_file;

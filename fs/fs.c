@@ -68,6 +68,12 @@ int rfs_fs_open(struct rfs_fs **out, const struct rfs_fs_options *o, char *errms
         return -ENOMEM;
     }
     pthread_mutex_init(&fs->id_mu, NULL);
+    rv = fs_io_pool_new(&fs->io, FS_IO_THREADS);
+    if (rv != 0) {
+        rfs_errmsg_printf(errmsg, "cannot start the I/O threads: %s", strerror(-rv));
+        rfs_fs_close(fs);
+        return rv;
+    }
     rv = kv_client_connect(&fs->kv, o->meta, true, 0, timeout, 0, errmsg);
     if (rv == 0) {
         rv = kv_client_connect(&fs->meta, o->meta, false, META_GROUP_ID, timeout, 0, errmsg);
@@ -94,6 +100,7 @@ void rfs_fs_close(struct rfs_fs *fs)
     if (fs == NULL) {
         return;
     }
+    fs_io_pool_free(fs->io); /* its jobs use the clients */
     kv_client_free(fs->kv);
     kv_client_free(fs->meta);
     pthread_mutex_destroy(&fs->id_mu);

@@ -8,6 +8,11 @@
 
 #include "../kv/client.h"
 #include "fs.h"
+#include "io_pool.h"
+
+/* Threads of the filesystem's I/O pool: background requests in flight at once, over all open
+ * files. */
+#define FS_IO_THREADS 8
 
 struct rfs_fs {
     struct kv_client *kv;   /* routed: every key goes to its bucket's group */
@@ -15,6 +20,7 @@ struct rfs_fs {
     pthread_mutex_t id_mu;  /* protects the id range below */
     uint64_t next_id;
     uint64_t end_id;
+    struct fs_io_pool *io; /* write-behind and read-ahead of open files (fs/file.c) */
 };
 
 /* An inode as read, with the version of its key (for a transaction's read set). */
