@@ -566,11 +566,7 @@ int rfs_fs_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
         if (rv != 0) {
             return rv;
         }
-        old = in.a.size;
-        if (old == size) {
-            fs_inode_clear(&in);
-            return 0;
-        }
+        old = in.a.size; /* the same size still sets mtime and ctime, as ext4 does */
         rd.version = in.version;
         in.a.size = size;
         if (in.a.blocks / UNITS > blocks_spanned(size)) {

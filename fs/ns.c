@@ -109,9 +109,12 @@ static void touch_dir(struct txnb *t, struct fs_inode *dir, int nlink_delta, int
 
 /* ---- creating names ---- */
 
+/* optimistic: skip reading the entry first; the transaction checks that it is absent, and a
+ * conflict (-EAGAIN) sends the caller round again, reading it (a create usually follows a
+ * lookup that found nothing, so this saves a request). */
 static int create_once(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mode,
                        uint64_t rdev, const char *target, const struct rfs_cred *cred,
-                       struct rfs_attr *out)
+                       bool optimistic, struct rfs_attr *out)
 {
     struct fs_inode dir, child;
     struct txnb t;
@@ -124,7 +127,7 @@ static int create_once(struct rfs_fs *fs, uint64_t parent, const char *name, uin
     if (rv != 0) {
         return rv;
     }
-    rv = fs_dirent_get(fs, parent, name, &old, &old_mode, &version);
+    rv = optimistic ? -ENOENT : fs_dirent_get(fs, parent, name, &old, &old_mode, &version);
     if (rv == 0) {
         fs_inode_clear(&dir);
         return -EEXIST;
@@ -189,11 +192,13 @@ static int create(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t
         return -EEXIST;
     }
     for (int i = 0; i < RETRIES; i++) {
-        rv = create_once(fs, parent, name, mode, rdev, target, cred, out);
+        rv = create_once(fs, parent, name, mode, rdev, target, cred, i == 0, out);
         if (rv != -EAGAIN) {
             return rv;
         }
-        backoff(i);
+        if (i > 0) { /* the optimistic try goes round at once, to read the entry */
+            backoff(i);
+        }
     }
     return -EIO;
 }

@@ -25,12 +25,14 @@ struct fetch_job {
     struct fs_ra_slot *slot;
 };
 
-/* Scan stripe s of ino into slot (not under ra->mu: the slot is the caller's). */
-static int stripe_fetch(struct rfs_fs *fs, uint64_t ino, uint64_t s, struct fs_ra_slot *slot)
+/* Scan blocks [slot->lo, slot->hi) of stripe slot->stripe of ino into slot (not under ra->mu:
+ * the slot is the caller's). */
+static int stripe_fetch(struct rfs_fs *fs, uint64_t ino, struct fs_ra_slot *slot)
 {
     char keys[FS_STRIPE_BLOCKS][FS_KEY_MAX], hi[FS_KEY_MAX + 1], errmsg[RFS_ERRMSG_SIZE];
     size_t klen[FS_STRIPE_BLOCKS], hilen;
-    uint64_t first = s * FS_STRIPE_BLOCKS;
+    uint64_t first = slot->stripe * FS_STRIPE_BLOCKS;
+    unsigned lo = slot->lo, last = slot->hi - 1;
     size_t j = 0;
     int rv;
 
@@ -38,19 +40,18 @@ static int stripe_fetch(struct rfs_fs *fs, uint64_t ino, uint64_t s, struct fs_r
         klen[i] = fs_key_block(keys[i], ino, first + i);
         slot->at[i] = -1;
     }
-    memcpy(hi, keys[FS_STRIPE_BLOCKS - 1], klen[FS_STRIPE_BLOCKS - 1]);
-    hilen = klen[FS_STRIPE_BLOCKS - 1];
-    hi[hilen++] = '\0'; /* the first key after the stripe's last block */
+    memcpy(hi, keys[last], klen[last]);
+    hilen = klen[last];
+    hi[hilen++] = '\0'; /* the first key after the last block */
     kv_scan_result_clear(&slot->res);
-    rv = kv_client_scan(fs->kv, keys[0], klen[0], hi, hilen, FS_STRIPE_BLOCKS, &slot->res, errmsg);
+    rv = kv_client_scan(fs->kv, keys[lo], klen[lo], hi, hilen, slot->hi - lo, &slot->res, errmsg);
     if (rv != 0) {
-        rfs_warnf("fs: reading blocks %llu to %llu of %llx: %s", (unsigned long long)first,
-                  (unsigned long long)(first + FS_STRIPE_BLOCKS - 1), (unsigned long long)ino,
-                  errmsg);
+        rfs_warnf("fs: reading blocks %llu to %llu of %llx: %s", (unsigned long long)(first + lo),
+                  (unsigned long long)(first + last), (unsigned long long)ino, errmsg);
         return fs_errno(rv);
     }
     /* the pairs come in key order, as the blocks do */
-    for (unsigned i = 0; i < FS_STRIPE_BLOCKS && j < slot->res.n; i++) {
+    for (unsigned i = lo; i <= last && j < slot->res.n; i++) {
         const struct kv_pair *p = &slot->res.pairs[j];
         if (p->key.len == klen[i] && memcmp(p->key.base, keys[i], klen[i]) == 0) {
             if (p->value.len > FS_BLOCK_SIZE) {
@@ -63,7 +64,7 @@ static int stripe_fetch(struct rfs_fs *fs, uint64_t ino, uint64_t s, struct fs_r
     }
     if (j != slot->res.n) {
         rfs_errorf("fs: stripe %llu of %llx: a scan returned a key that is not a block of it",
-                   (unsigned long long)s, (unsigned long long)ino);
+                   (unsigned long long)slot->stripe, (unsigned long long)ino);
         return -EIO;
     }
     return 0;
@@ -74,7 +75,7 @@ static int fetch_run(void *arg)
     struct fetch_job *job = arg;
     struct fs_readahead *ra = job->ra;
     struct fs_ra_slot *slot = job->slot;
-    int rv = stripe_fetch(ra->fs, ra->ino, slot->stripe, slot);
+    int rv = stripe_fetch(ra->fs, ra->ino, slot);
     rfs_free(job);
     pthread_mutex_lock(&ra->mu);
     slot->err = rv;
@@ -112,11 +113,13 @@ void fs_readahead_clear(struct fs_readahead *ra)
     pthread_mutex_destroy(&ra->mu);
 }
 
-static struct fs_ra_slot *slot_of(struct fs_readahead *ra, uint64_t stripe)
+/* The slot holding block blk of stripe (or fetching it), or NULL. */
+static struct fs_ra_slot *slot_of(struct fs_readahead *ra, uint64_t stripe, unsigned blk)
 {
     for (unsigned i = 0; i < FS_RA_SLOTS; i++) {
-        if (ra->slots[i].state != FS_RA_EMPTY && ra->slots[i].stripe == stripe) {
-            return &ra->slots[i];
+        struct fs_ra_slot *s = &ra->slots[i];
+        if (s->state != FS_RA_EMPTY && s->stripe == stripe && s->lo <= blk && blk < s->hi) {
+            return s;
         }
     }
     return NULL;
@@ -143,14 +146,15 @@ static struct fs_ra_slot *slot_victim(struct fs_readahead *ra, bool only_behind,
     return best;
 }
 
-/* The stripe, current under version, ready to read: cached, waited for, or fetched now. */
-static int stripe_ready(struct fs_readahead *ra, uint64_t stripe, uint64_t version,
-                        struct fs_ra_slot **out)
+/* Block blk of stripe, current under version, ready to read: cached, waited for, or fetched
+ * now with the blocks [blk, hi) of the stripe. */
+static int stripe_ready(struct fs_readahead *ra, uint64_t stripe, unsigned blk, unsigned hi,
+                        uint64_t version, struct fs_ra_slot **out)
 {
     struct fs_ra_slot *s;
     int rv;
     pthread_mutex_lock(&ra->mu);
-    s = slot_of(ra, stripe);
+    s = slot_of(ra, stripe, blk);
     while (s != NULL && s->state == FS_RA_LOADING) {
         pthread_cond_wait(&ra->cond, &ra->mu);
     }
@@ -161,16 +165,20 @@ static int stripe_ready(struct fs_readahead *ra, uint64_t stripe, uint64_t versi
     }
     if (s == NULL) {
         s = slot_victim(ra, false, 0); /* there is always one: at most AHEAD are in flight */
+        if (s != NULL) {
+            s->state = FS_RA_EMPTY;
+        }
     }
     pthread_mutex_unlock(&ra->mu);
     if (s == NULL) {
         return -EIO;
     }
-    if (s->state != FS_RA_READY || s->stripe != stripe) {
-        s->state = FS_RA_EMPTY;
+    if (s->state != FS_RA_READY) {
         s->stripe = stripe;
+        s->lo = blk;
+        s->hi = hi;
         s->version = version;
-        rv = stripe_fetch(ra->fs, ra->ino, stripe, s);
+        rv = stripe_fetch(ra->fs, ra->ino, s);
         if (rv != 0) {
             kv_scan_result_clear(&s->res);
             return rv;
@@ -194,11 +202,13 @@ static void read_ahead(struct fs_readahead *ra, uint64_t last, uint64_t size, ui
         struct fs_ra_slot *s;
         struct fetch_job *job;
         pthread_mutex_lock(&ra->mu);
-        s = slot_of(ra, st) != NULL ? NULL : slot_victim(ra, true, last);
+        s = slot_of(ra, st, 0) != NULL ? NULL : slot_victim(ra, true, last);
         if (s != NULL) {
             kv_scan_result_clear(&s->res);
             s->state = FS_RA_LOADING;
             s->stripe = st;
+            s->lo = 0;
+            s->hi = FS_STRIPE_BLOCKS;
             s->version = version;
             s->err = 0;
             s->used = ra->clock;
@@ -227,6 +237,7 @@ int fs_readahead_read(struct fs_readahead *ra, uint64_t off, size_t size, void *
     const uint64_t stripe_bytes = (uint64_t)FS_STRIPE_BLOCKS * FS_BLOCK_SIZE;
     struct fs_inode in;
     uint64_t end, pos;
+    bool seq;
     char *out = buf;
     int rv;
 
@@ -246,6 +257,7 @@ int fs_readahead_read(struct fs_readahead *ra, uint64_t off, size_t size, void *
         return 0;
     }
     end = size < in.a.size - off ? off + size : in.a.size;
+    seq = !ra->no_ahead && (off == ra->next_off || off == 0);
     for (pos = off; pos < end;) {
         uint64_t stripe = pos / stripe_bytes;
         uint64_t blk = pos / FS_BLOCK_SIZE;
@@ -256,7 +268,12 @@ int fs_readahead_read(struct fs_readahead *ra, uint64_t off, size_t size, void *
         char *dst = out + (pos - off);
         struct fs_ra_slot *s;
         int at;
-        rv = stripe_ready(ra, stripe, in.version, &s);
+        /* a sequential reader takes whole stripes; another only the blocks it reads */
+        unsigned first = (unsigned)(blk % FS_STRIPE_BLOCKS), upto = FS_STRIPE_BLOCKS;
+        if (!seq && (end - 1) / FS_BLOCK_SIZE < (stripe + 1) * FS_STRIPE_BLOCKS) {
+            upto = (unsigned)((end - 1) / FS_BLOCK_SIZE % FS_STRIPE_BLOCKS) + 1;
+        }
+        rv = stripe_ready(ra, stripe, first, upto, in.version, &s);
         if (rv != 0) {
             break;
         }
@@ -273,7 +290,7 @@ int fs_readahead_read(struct fs_readahead *ra, uint64_t off, size_t size, void *
     }
     if (rv == 0) {
         *n = (size_t)(end - off);
-        if (!ra->no_ahead && (off == ra->next_off || off == 0)) {
+        if (seq) {
             read_ahead(ra, (end - 1) / stripe_bytes, in.a.size, in.version);
         }
         ra->next_off = end;

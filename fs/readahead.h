@@ -1,10 +1,12 @@
 /* fs/readahead.h: reads of an open file through a cache of whole stripes, fetched ahead of a
  * sequential reader (fs/readahead.c); part of an open file (fs/file.c).
  *
- * A stripe (FS_STRIPE_BLOCKS blocks, one bucket) comes in one scan request. Each read
+ * A stripe (FS_STRIPE_BLOCKS blocks, one bucket) comes in one scan request; a read that does
+ * not continue the previous one fetches only the blocks it needs (one scan). Each read
  * first reads the inode (is it still a regular file, what size, which version); cached
- * stripes are used only while the inode keeps the version they were fetched under, as in
- * fs/data.h's block cache: every write changes the inode after (or with) its blocks. When
+ * stripes are used only while the inode keeps the version they were fetched under: every
+ * write changes the inode after (or with) its blocks, and a truncate changes blocks only past
+ * the size it committed, which reads never look at. When
  * reads are sequential, the next FS_RA_AHEAD stripes (up to the file's size) are fetched in
  * the background on the filesystem's I/O pool, so the next reads find them in memory.
  *
@@ -30,6 +32,7 @@ enum fs_ra_state { FS_RA_EMPTY, FS_RA_LOADING, FS_RA_READY };
 struct fs_ra_slot {
     enum fs_ra_state state; /* LOADING: a background fetch owns the rest; by fs_readahead.mu */
     uint64_t stripe;
+    unsigned lo, hi;  /* the blocks of the stripe it holds: [lo, hi) */
     uint64_t version; /* of the inode when the fetch started */
     uint64_t used;    /* when it was last read (a counter) */
     int err;          /* of the fetch, 0 or -errno */

@@ -59,6 +59,9 @@ static void usage(const struct rfs_server_cli *cli, FILE *f)
             "  --snapshot-every N  take a snapshot every N applied entries (default 100000)\n"
             "  --snapshot-keep N   log entries kept behind a snapshot for slow followers\n"
             "                      (default 1000)\n"
+            "  --min-free-mb N     refuse writes of data (ENOSPC) while the data directory's\n"
+            "                      file system has less than N MiB free; small metadata\n"
+            "                      changes such as deletes go on (default 64, 0: never)\n"
             "  --log-level L       error|warn|info|debug|trace (default info)\n"
             "  --help              this text\n"
             "\n"
@@ -119,6 +122,7 @@ static int parse_args(const struct rfs_server_cli *cli, int argc, char **argv,
         {"heartbeat-ticks", required_argument, NULL, 'H'},
         {"snapshot-every", required_argument, NULL, 's'},
         {"snapshot-keep", required_argument, NULL, 'k'},
+        {"min-free-mb", required_argument, NULL, 'F'},
         {"log-level", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -173,6 +177,12 @@ static int parse_args(const struct rfs_server_cli *cli, int argc, char **argv,
                     *buckets == 0) {
                     return 2;
                 }
+                break;
+            case 'F':
+                if (parse_uint(cli, "--min-free-mb", optarg, 1ull << 40, &v) != 0) {
+                    return 2;
+                }
+                cfg->min_free_mb = v;
                 break;
             case 't':
                 if (parse_uint(cli, "--tick-ms", optarg, 10000, &v) != 0 || v == 0) {

@@ -25,6 +25,7 @@
 #include "../common/log.h"
 #include "../proto/proto.h"
 #include "../raft/log_store.h"
+#include "space.h"
 
 struct pending_write {
     raft_index index;
@@ -70,7 +71,8 @@ struct rfs_server {
     uint64_t read_ctx;
     enum raft_role last_role;
     raft_term last_term;
-    raft_term durable_term; /* the term the log store holds */
+    raft_term durable_term;    /* the term the log store holds */
+    struct server_space space; /* refuse growing writes before the disk is full */
     int failed;
     char errmsg[RFS_ERRMSG_SIZE];
 };
@@ -83,6 +85,7 @@ void rfs_server_config_default(struct rfs_server_config *cfg)
     cfg->heartbeat_ticks = 2;
     cfg->snapshot_every = 100000; /* etcd's default too */
     cfg->keep_entries = 1000;
+    cfg->min_free_mb = 64;
     cfg->role_name = "server";
 }
 
@@ -279,6 +282,38 @@ static void handle_read(struct rfs_server *s, uint64_t conn_id, uint64_t req_id,
     s->n_reads++;
 }
 
+/* Bytes of values a write would add. */
+static size_t request_value_bytes(const Raftfs__KvRequest *req)
+{
+    size_t n = req->value.len;
+    for (size_t i = 0; i < req->n_writes; i++) {
+        n += req->writes[i]->value.len;
+    }
+    for (size_t i = 0; i < req->n_kvs; i++) {
+        n += req->kvs[i]->value.len;
+    }
+    return n;
+}
+
+/* Refuse (with a reply) a write of data while the data directory is short of space. */
+static bool refuse_for_space(struct rfs_server *s, const Raftfs__KvRequest *req, uint64_t conn_id,
+                             uint64_t req_id)
+{
+    char msg[RFS_ERRMSG_SIZE];
+    uint64_t free_bytes;
+    if (request_value_bytes(req) <= SERVER_LOW_SPACE_ALLOWANCE ||
+        !server_space_low(&s->space, rpc_now_ms(), &free_bytes)) {
+        return false;
+    }
+    snprintf(msg, sizeof msg,
+             "%s %llu of group %llu: %llu MiB free in its data directory, below --min-free-mb "
+             "%llu: delete data, or add a group and move buckets to it",
+             s->cfg.role_name, (unsigned long long)s->cfg.id, (unsigned long long)s->cfg.group_id,
+             (unsigned long long)(free_bytes >> 20), (unsigned long long)s->cfg.min_free_mb);
+    reply_status(s, conn_id, req_id, RFS_ENOSPC, msg);
+    return true;
+}
+
 static void handle_kv_request(struct rfs_server *s, struct rpc_conn *c, uint64_t req_id,
                               const void *payload, size_t len)
 {
@@ -295,6 +330,10 @@ static void handle_kv_request(struct rfs_server *s, struct rpc_conn *c, uint64_t
     if (req->group_id != 0 && req->group_id != s->cfg.group_id) {
         raftfs__kv_request__free_unpacked(req, &proto_allocator);
         reply_status(s, conn_id, req_id, RFS_EWRONGGROUP, NULL);
+        return;
+    }
+    if (!is_read && refuse_for_space(s, req, conn_id, req_id)) {
+        raftfs__kv_request__free_unpacked(req, &proto_allocator);
         return;
     }
     raftfs__kv_request__free_unpacked(req, &proto_allocator);
@@ -767,6 +806,7 @@ int rfs_server_new(struct rfs_server **out, struct rpc_loop *loop,
     s->loop = loop;
     snprintf(s->data_dir, sizeof s->data_dir, "%s", cfg->data_dir);
     s->cfg.data_dir = s->data_dir;
+    server_space_init(&s->space, s->data_dir, s->cfg.min_free_mb);
     rv = make_dir(s->data_dir, errmsg);
     if (rv == 0) {
         rv = identity_check(s, errmsg);

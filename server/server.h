@@ -12,6 +12,9 @@
 
 #define SERVER_MAX_PEERS 16
 
+/* Bytes of values a write may carry while space is low (see min_free_mb). */
+#define SERVER_LOW_SPACE_ALLOWANCE 4096u
+
 struct rfs_server_config {
     uint64_t group_id;
     raft_id id; /* 1-based position in peers */
@@ -23,6 +26,11 @@ struct rfs_server_config {
     unsigned heartbeat_ticks;            /* default 2 */
     uint64_t snapshot_every;             /* entries between snapshots, default 10000 */
     uint64_t keep_entries;               /* entries kept behind a snapshot, default 1000 */
+    /* Writes carrying more than SERVER_LOW_SPACE_ALLOWANCE bytes of values are refused with
+     * RFS_ENOSPC while the data directory's file system has less than this free (MiB;
+     * default 64, 0: never). Smaller ones (metadata: deleting, renaming, truncating) go on,
+     * from the reserve, so that space can be freed. */
+    uint64_t min_free_mb;
     const struct rfs_sm_ops *sm_ops;
     void *sm;
     const char *role_name; /* "shard" or "meta", for logs and errors */
