@@ -77,6 +77,20 @@ int rfs_fs_lookup(struct rfs_fs *fs, uint64_t parent, const char *name, struct r
     return rv;
 }
 
+/* Whether cred has gid as its group or a supplementary group. */
+static bool in_group(const struct rfs_cred *cred, uint32_t gid)
+{
+    if (cred->gid == gid) {
+        return true;
+    }
+    for (unsigned i = 0; i < cred->n_groups; i++) {
+        if (cred->groups[i] == gid) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* The parent directory for a change of its entries: it must be a directory the caller may
  * write and search. */
 static int writable_dir(struct rfs_fs *fs, uint64_t dir, const struct rfs_cred *cred,
@@ -148,10 +162,15 @@ static int create_once(struct rfs_fs *fs, uint64_t parent, const char *name, uin
     child.a.uid = cred->uid;
     child.a.gid = cred->gid;
     if (dir.a.mode & S_ISGID) {
-        /* BSD group semantics in a setgid directory; subdirectories inherit the bit. */
+        /* BSD group semantics in a setgid directory; subdirectories inherit the bit. A file
+         * that would be setgid-executable in a group its creator is not in loses the bit
+         * (as Linux's inode_init_owner does). */
         child.a.gid = dir.a.gid;
         if (is_dir) {
             child.a.mode |= S_ISGID;
+        } else if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP) && cred->uid != 0 &&
+                   !in_group(cred, dir.a.gid)) {
+            child.a.mode &= ~(uint32_t)S_ISGID;
         }
     }
     child.a.nlink = is_dir ? 2 : 1;
@@ -671,21 +690,19 @@ int rfs_fs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t
 
 /* ---- attributes ---- */
 
-static bool in_group(const struct rfs_cred *cred, uint32_t gid)
+/* Whether mode (permission bits) is old's with only setuid and/or setgid taken away: what the
+ * kernel asks for when a write, truncate or chown by someone else must drop the privileges
+ * (FUSE without handle_killpriv turns ATTR_KILL_SUID/SGID into a mode change). */
+static bool only_clears_setid(uint32_t old, uint32_t mode)
 {
-    if (cred->gid == gid) {
-        return true;
-    }
-    for (unsigned i = 0; i < cred->n_groups; i++) {
-        if (cred->groups[i] == gid) {
-            return true;
-        }
-    }
-    return false;
+    uint32_t setid = S_ISUID | S_ISGID;
+    old &= 07777;
+    return mode != old && (mode & ~old) == 0 && (mode | setid) == (old | setid);
 }
 
+/* touch_mtime: also set mtime to now (a truncate to the size the file has). */
 static int setattr_once(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *in, int to_set,
-                        const struct rfs_cred *cred, struct rfs_attr *out)
+                        bool touch_mtime, const struct rfs_cred *cred, struct rfs_attr *out)
 {
     struct fs_inode node;
     struct txnb t;
@@ -699,10 +716,11 @@ static int setattr_once(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *
     owner = root || node.a.uid == cred->uid;
     if (to_set & RFS_SET_MODE) {
         uint32_t mode = in->mode & 07777;
-        if (!owner) {
+        uint32_t gid = (to_set & RFS_SET_GID) ? in->gid : node.a.gid;
+        if (!owner && !(only_clears_setid(node.a.mode, mode) && fs_may(cred, &node.a, W_OK))) {
             rv = -EPERM;
-        } else if (!root && !S_ISDIR(node.a.mode) && !in_group(cred, node.a.gid)) {
-            mode &= ~(uint32_t)S_ISGID; /* POSIX: not in the file's group */
+        } else if (!root && !in_group(cred, gid)) {
+            mode &= ~(uint32_t)S_ISGID; /* not in the (new) group: dropped, as Linux does */
         }
         node.a.mode = (node.a.mode & S_IFMT) | mode;
     }
@@ -731,8 +749,8 @@ static int setattr_once(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *
     }
     if (rv == 0 &&
         (to_set & (RFS_SET_ATIME | RFS_SET_MTIME | RFS_SET_ATIME_NOW | RFS_SET_MTIME_NOW))) {
-        bool explicit_time = (to_set & (RFS_SET_ATIME | RFS_SET_MTIME)) &&
-                             !(to_set & (RFS_SET_ATIME_NOW | RFS_SET_MTIME_NOW));
+        /* "now" for both needs write permission; any explicit time, ownership */
+        bool explicit_time = (to_set & (RFS_SET_ATIME | RFS_SET_MTIME)) != 0;
         if (!owner && (explicit_time || !fs_may(cred, &node.a, W_OK))) {
             rv = explicit_time ? -EPERM : -EACCES;
         }
@@ -751,6 +769,9 @@ static int setattr_once(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *
         fs_inode_clear(&node);
         return rv;
     }
+    if (touch_mtime) {
+        node.a.mtime_ns = now;
+    }
     node.a.ctime_ns = (to_set & RFS_SET_CTIME) ? in->ctime_ns : now;
     txnb_init(&t);
     txnb_read(&t, key, fs_key_inode(key, ino), node.version);
@@ -767,6 +788,7 @@ static int setattr_once(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *
 int rfs_fs_setattr(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *in, int to_set,
                    const struct rfs_cred *cred, struct rfs_attr *out)
 {
+    bool touch_mtime = false;
     int rv;
     if (to_set & RFS_SET_SIZE) {
         struct rfs_attr cur;
@@ -780,20 +802,25 @@ int rfs_fs_setattr(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *in, i
         if (!S_ISREG(cur.mode)) {
             return -EINVAL;
         }
-        if (cred != NULL && !fs_may(cred, &cur, W_OK)) {
+        if (cred != NULL && !(to_set & RFS_SET_SIZE_OPEN) && !fs_may(cred, &cur, W_OK)) {
             return -EACCES;
         }
-        rv = rfs_fs_truncate(fs, ino, in->size);
-        if (rv != 0) {
-            return rv;
+        if (in->size == cur.size) {
+            /* nothing to cut, but m/ctime change all the same (as on ext4) */
+            touch_mtime = true;
+        } else {
+            rv = rfs_fs_truncate(fs, ino, in->size);
+            if (rv != 0) {
+                return rv;
+            }
         }
-        to_set &= ~RFS_SET_SIZE;
-        if (to_set == 0) {
+        to_set &= ~(RFS_SET_SIZE | RFS_SET_SIZE_OPEN);
+        if (to_set == 0 && !touch_mtime) {
             return rfs_fs_getattr(fs, ino, out);
         }
     }
     for (int i = 0; i < RETRIES; i++) {
-        rv = setattr_once(fs, ino, in, to_set, cred, out);
+        rv = setattr_once(fs, ino, in, to_set, touch_mtime, cred, out);
         if (rv != -EAGAIN) {
             return rv;
         }

@@ -255,14 +255,6 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, const struct stat *st, int
     if (rv != 0) {
         return rv;
     }
-    if ((to_set & FUSE_SET_ATTR_SIZE) && fi != NULL) {
-        /* ftruncate: the descriptor was opened for writing, whatever the mode says now. */
-        rv = rfs_fs_truncate(m->fs, ino, (uint64_t)st->st_size);
-        if (rv != 0) {
-            return rv;
-        }
-        to_set &= ~FUSE_SET_ATTR_SIZE;
-    }
     if (to_set & FUSE_SET_ATTR_MODE) {
         set |= RFS_SET_MODE;
         in.mode = (uint32_t)st->st_mode;
@@ -278,6 +270,10 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, const struct stat *st, int
     if (to_set & FUSE_SET_ATTR_SIZE) {
         set |= RFS_SET_SIZE;
         in.size = (uint64_t)st->st_size;
+        if (fi != NULL) {
+            /* ftruncate: the descriptor was opened for writing, whatever the mode says now */
+            set |= RFS_SET_SIZE_OPEN;
+        }
     }
     if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
         set |= RFS_SET_ATIME_NOW;
