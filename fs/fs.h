@@ -88,13 +88,18 @@ int rfs_fs_mkdir(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t 
                  const struct rfs_cred *cred, struct rfs_attr *out);
 int rfs_fs_symlink(struct rfs_fs *fs, const char *target, uint64_t parent, const char *name,
                    const struct rfs_cred *cred, struct rfs_attr *out);
+/* link, unlink, rmdir and rename check cred (NULL: no checks) as Linux does: write and search
+ * permission on each directory whose entries change (-EACCES); in a sticky directory, removing
+ * or replacing a name needs root or the owner of the directory or of the inode (-EPERM); moving
+ * a directory to another parent needs write permission on it (its ".." changes, -EACCES). */
 int rfs_fs_link(struct rfs_fs *fs, uint64_t ino, uint64_t parent, const char *name,
-                struct rfs_attr *out);
-int rfs_fs_unlink(struct rfs_fs *fs, uint64_t parent, const char *name);
-int rfs_fs_rmdir(struct rfs_fs *fs, uint64_t parent, const char *name);
+                const struct rfs_cred *cred, struct rfs_attr *out);
+int rfs_fs_unlink(struct rfs_fs *fs, uint64_t parent, const char *name,
+                  const struct rfs_cred *cred);
+int rfs_fs_rmdir(struct rfs_fs *fs, uint64_t parent, const char *name, const struct rfs_cred *cred);
 /* flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE. */
 int rfs_fs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
-                  const char *newname, unsigned flags);
+                  const char *newname, unsigned flags, const struct rfs_cred *cred);
 /* Copies the target into buf (cap bytes, NUL-terminated); returns its length or -errno. */
 int rfs_fs_readlink(struct rfs_fs *fs, uint64_t ino, char *buf, size_t cap);
 

@@ -111,6 +111,14 @@ static int writable_dir(struct rfs_fs *fs, uint64_t dir, const struct rfs_cred *
     return 0;
 }
 
+/* Whether the sticky bit of dir keeps cred from removing or replacing the name of inode a. */
+static bool sticky_denies(const struct rfs_cred *cred, const struct rfs_attr *dir,
+                          const struct rfs_attr *a)
+{
+    return cred != NULL && cred->uid != 0 && (dir->mode & S_ISVTX) && dir->uid != cred->uid &&
+           a->uid != cred->uid;
+}
+
 /* The read set entry and new value of a directory whose entries change. */
 static void touch_dir(struct txnb *t, struct fs_inode *dir, int nlink_delta, int64_t now)
 {
@@ -267,7 +275,7 @@ int rfs_fs_readlink(struct rfs_fs *fs, uint64_t ino, char *buf, size_t cap)
 }
 
 static int link_once(struct rfs_fs *fs, uint64_t ino, uint64_t parent, const char *name,
-                     struct rfs_attr *out)
+                     const struct rfs_cred *cred, struct rfs_attr *out)
 {
     struct fs_inode dir, in;
     struct txnb t;
@@ -275,7 +283,7 @@ static int link_once(struct rfs_fs *fs, uint64_t ino, uint64_t parent, const cha
     uint64_t old, version;
     uint32_t old_mode;
     int64_t now = fs_now_ns();
-    int rv = writable_dir(fs, parent, NULL, &dir);
+    int rv = writable_dir(fs, parent, cred, &dir);
     if (rv != 0) {
         return rv;
     }
@@ -311,7 +319,7 @@ static int link_once(struct rfs_fs *fs, uint64_t ino, uint64_t parent, const cha
 }
 
 int rfs_fs_link(struct rfs_fs *fs, uint64_t ino, uint64_t parent, const char *name,
-                struct rfs_attr *out)
+                const struct rfs_cred *cred, struct rfs_attr *out)
 {
     int rv = check_name(name);
     if (rv != 0) {
@@ -321,7 +329,7 @@ int rfs_fs_link(struct rfs_fs *fs, uint64_t ino, uint64_t parent, const char *na
         return -EEXIST;
     }
     for (int i = 0; i < RETRIES; i++) {
-        rv = link_once(fs, ino, parent, name, out);
+        rv = link_once(fs, ino, parent, name, cred, out);
         if (rv != -EAGAIN) {
             return rv;
         }
@@ -396,7 +404,8 @@ static int drop_link(struct rfs_fs *fs, struct txnb *t, struct fs_inode *in, int
     return 0;
 }
 
-static int remove_once(struct rfs_fs *fs, uint64_t parent, const char *name, bool want_dir)
+static int remove_once(struct rfs_fs *fs, uint64_t parent, const char *name, bool want_dir,
+                       const struct rfs_cred *cred)
 {
     struct fs_inode dir, in;
     struct txnb t;
@@ -404,7 +413,7 @@ static int remove_once(struct rfs_fs *fs, uint64_t parent, const char *name, boo
     uint64_t ino, version;
     uint32_t mode;
     int64_t now = fs_now_ns();
-    int rv = writable_dir(fs, parent, NULL, &dir);
+    int rv = writable_dir(fs, parent, cred, &dir);
     if (rv != 0) {
         return rv;
     }
@@ -417,6 +426,8 @@ static int remove_once(struct rfs_fs *fs, uint64_t parent, const char *name, boo
         rv = -ENOTDIR;
     } else if (rv == 0 && !want_dir && S_ISDIR(in.a.mode)) {
         rv = -EISDIR;
+    } else if (rv == 0 && sticky_denies(cred, &dir.a, &in.a)) {
+        rv = -EPERM;
     } else if (rv == 0 && want_dir) {
         rv = dir_empty(fs, ino);
     }
@@ -439,7 +450,8 @@ static int remove_once(struct rfs_fs *fs, uint64_t parent, const char *name, boo
     return rv;
 }
 
-static int remove_name(struct rfs_fs *fs, uint64_t parent, const char *name, bool want_dir)
+static int remove_name(struct rfs_fs *fs, uint64_t parent, const char *name, bool want_dir,
+                       const struct rfs_cred *cred)
 {
     int rv = check_name(name);
     if (rv != 0) {
@@ -452,7 +464,7 @@ static int remove_name(struct rfs_fs *fs, uint64_t parent, const char *name, boo
         return want_dir ? -ENOTEMPTY : -EISDIR;
     }
     for (int i = 0; i < RETRIES; i++) {
-        rv = remove_once(fs, parent, name, want_dir);
+        rv = remove_once(fs, parent, name, want_dir, cred);
         if (rv != -EAGAIN) {
             return rv;
         }
@@ -461,14 +473,14 @@ static int remove_name(struct rfs_fs *fs, uint64_t parent, const char *name, boo
     return -EIO;
 }
 
-int rfs_fs_unlink(struct rfs_fs *fs, uint64_t parent, const char *name)
+int rfs_fs_unlink(struct rfs_fs *fs, uint64_t parent, const char *name, const struct rfs_cred *cred)
 {
-    return remove_name(fs, parent, name, false);
+    return remove_name(fs, parent, name, false, cred);
 }
 
-int rfs_fs_rmdir(struct rfs_fs *fs, uint64_t parent, const char *name)
+int rfs_fs_rmdir(struct rfs_fs *fs, uint64_t parent, const char *name, const struct rfs_cred *cred)
 {
-    return remove_name(fs, parent, name, true);
+    return remove_name(fs, parent, name, true, cred);
 }
 
 /* ---- rename ---- */
@@ -516,7 +528,7 @@ static void side_clear(struct side *s)
 }
 
 static int side_read(struct rfs_fs *fs, struct side *s, bool same_dir_as_other,
-                     const struct fs_inode *other_dir)
+                     const struct fs_inode *other_dir, const struct rfs_cred *cred)
 {
     uint32_t mode;
     int rv;
@@ -524,7 +536,7 @@ static int side_read(struct rfs_fs *fs, struct side *s, bool same_dir_as_other,
         s->dirnode = *other_dir;
         s->dirnode.target = NULL;
     } else {
-        rv = writable_dir(fs, s->dir, NULL, &s->dirnode);
+        rv = writable_dir(fs, s->dir, cred, &s->dirnode);
         if (rv != 0) {
             return rv;
         }
@@ -543,7 +555,7 @@ static int side_read(struct rfs_fs *fs, struct side *s, bool same_dir_as_other,
 }
 
 static int rename_once(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
-                       const char *newname, unsigned flags)
+                       const char *newname, unsigned flags, const struct rfs_cred *cred)
 {
     struct side src = {.dir = parent, .name = name}, dst = {.dir = newparent, .name = newname};
     bool same = parent == newparent;
@@ -551,12 +563,12 @@ static int rename_once(struct rfs_fs *fs, uint64_t parent, const char *name, uin
     struct txnb t;
     char key[FS_KEY_MAX];
     int64_t now = fs_now_ns();
-    int rv = side_read(fs, &src, false, NULL);
+    int rv = side_read(fs, &src, false, NULL, cred);
     if (rv == 0 && !src.exists) {
         rv = -ENOENT;
     }
     if (rv == 0) {
-        rv = side_read(fs, &dst, same, &src.dirnode);
+        rv = side_read(fs, &dst, same, &src.dirnode, cred);
     }
     txnb_init(&t);
     if (rv != 0) {
@@ -574,6 +586,19 @@ static int rename_once(struct rfs_fs *fs, uint64_t parent, const char *name, uin
     }
     if (dst.exists && dst.ino == src.ino) {
         rv = 0; /* two names of one inode: nothing to do (POSIX) */
+        goto out;
+    }
+    /* Sticky directories: the source name is removed, the destination replaced. */
+    if (sticky_denies(cred, &src.dirnode.a, &src.node.a) ||
+        (dst.exists && sticky_denies(cred, &dst.dirnode.a, &dst.node.a))) {
+        rv = -EPERM;
+        goto out;
+    }
+    /* A directory that changes parent rewrites its "..": it must be writable. */
+    if (cred != NULL && !same &&
+        ((src_dir && !fs_may(cred, &src.node.a, W_OK)) ||
+         ((flags & RENAME_EXCHANGE) && dst_dir && !fs_may(cred, &dst.node.a, W_OK)))) {
+        rv = -EACCES;
         goto out;
     }
     if (!(flags & RENAME_EXCHANGE) && dst.exists) {
@@ -662,7 +687,7 @@ out:
 }
 
 int rfs_fs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
-                  const char *newname, unsigned flags)
+                  const char *newname, unsigned flags, const struct rfs_cred *cred)
 {
     int rv = check_name(name);
     if (rv == 0) {
@@ -679,7 +704,7 @@ int rfs_fs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t
         return -EINVAL;
     }
     for (int i = 0; i < RETRIES; i++) {
-        rv = rename_once(fs, parent, name, newparent, newname, flags);
+        rv = rename_once(fs, parent, name, newparent, newname, flags, cred);
         if (rv != -EAGAIN) {
             return rv;
         }
