@@ -63,7 +63,10 @@ struct fixture {
     char dir[256]; /* mount point and log */
     char mnt[320];
     char log[320];
-    pid_t pid; /* the daemon, 0 when not running */
+    pid_t pid;      /* the daemon, 0 when not running */
+    char mnt2[320]; /* a second mount of the same cluster, without default_permissions */
+    char log2[320];
+    pid_t pid2;
 };
 
 /* ---- helpers ---- */
@@ -272,6 +275,7 @@ static int other(struct op o)
 static int setup(void **state)
 {
     static const char *const extra[] = {"-o", "allow_other,default_permissions", NULL};
+    static const char *const extra2[] = {"-o", "allow_other", NULL};
     struct fixture *f = calloc(1, sizeof *f);
     const char *bins = getenv("RAFTFS_BIN_DIR");
     char why[512], errmsg[RFS_ERRMSG_SIZE];
@@ -301,6 +305,14 @@ static int setup(void **state)
         mount_helper_dump_log(f->log);
         return -1;
     }
+    snprintf(f->mnt2, sizeof f->mnt2, "%s/m2", f->dir);
+    snprintf(f->log2, sizeof f->log2, "%s/mount2.log", f->dir);
+    if (mount_helper_start_args(f->bin, f->s.meta.group, f->mnt2, extra2, f->log2, &f->pid2,
+                                errmsg) != 0) {
+        fprintf(stderr, "setup: %s\n", errmsg);
+        mount_helper_dump_log(f->log2);
+        return -1;
+    }
     umask(022);
     return 0;
 }
@@ -311,11 +323,12 @@ static int teardown(void **state)
     int bad = 0;
     if (!f->skipped && f->dir[0] != '\0') {
         bad += mount_helper_teardown(f->mnt, &f->pid, f->log);
+        bad += mount_helper_teardown(f->mnt2, &f->pid2, f->log2);
     }
     bad += sharded_destroy(&f->s);
     if (f->dir[0] != '\0') {
         /* Never remove a tree that is still mounted: that would empty the filesystem. */
-        if (mount_helper_is_mount_point(f->mnt)) {
+        if (mount_helper_is_mount_point(f->mnt) || mount_helper_is_mount_point(f->mnt2)) {
             fprintf(stderr, "teardown: %s is still mounted; left in place\n", f->dir);
             bad++;
         } else if (getenv("RAFTFS_KEEP_TEST_DIRS") == NULL) {
@@ -331,8 +344,8 @@ static int teardown(void **state)
         if ((f)->skipped) {                                                                        \
             skip();                                                                                \
         }                                                                                          \
-        if ((f)->pid == 0) {                                                                       \
-            fail_msg("the mount is not running");                                                  \
+        if ((f)->pid == 0 || (f)->pid2 == 0) {                                                     \
+            fail_msg("a mount is not running");                                                    \
         }                                                                                          \
     } while (0)
 
@@ -1461,6 +1474,93 @@ static void test_xattrs(void **state)
     assert_int_equal(errno, ENOENT);
 }
 
+/* ---- without default_permissions: the filesystem's own checks ---- */
+
+/* path = mnt2/rel */
+static const char *at2(const struct fixture *f, const char *rel, char *buf, size_t cap)
+{
+    if ((size_t)snprintf(buf, cap, "%s/%s", f->mnt2, rel) >= cap) {
+        fail_msg("path too long: %s/%s", f->mnt2, rel);
+    }
+    return buf;
+}
+
+/* Mounted with allow_other alone, the kernel leaves permission checks to raftfs (lookups
+ * aside): every change must still be refused exactly as the modes say. */
+static void test_checks_without_default_permissions(void **state)
+{
+    struct fixture *f = *state;
+    char p[512], q[512], r[512];
+    SKIP_IF_NEEDED(f);
+    test_dir(f, "nd", 0755);
+    test_dir(f, "nd/d", 0755);
+    test_dir(f, "nd/open", 0777);
+    test_dir(f, "nd/open2", 0777);
+    write_file(at(f, "nd/f", p, sizeof p), "root's", 0666);
+    write_file(at(f, "nd/ro", p, sizeof p), "root's", 0644);
+    /* creating, removing, renaming and linking in root's 0755 directory */
+    assert_int_equal(
+        other((struct op){.kind = OP_CREATE, .p = at2(f, "nd/new", p, sizeof p), .mode = 0644}),
+        EACCES);
+    assert_int_equal(other((struct op){.kind = OP_MKDIR, .p = p, .mode = 0755}), EACCES);
+    assert_int_equal(other((struct op){.kind = OP_UNLINK, .p = at2(f, "nd/f", p, sizeof p)}),
+                     EACCES);
+    assert_int_equal(other((struct op){.kind = OP_RMDIR, .p = at2(f, "nd/d", q, sizeof q)}),
+                     EACCES);
+    assert_int_equal(
+        other((struct op){.kind = OP_RENAME, .p = p, .q = at2(f, "nd/g", q, sizeof q)}), EACCES);
+    assert_int_equal(
+        other((struct op){.kind = OP_RENAME, .p = p, .q = at2(f, "nd/open/g", q, sizeof q)}),
+        EACCES);
+    assert_int_equal(other((struct op){.kind = OP_LINK, .p = p, .q = at2(f, "nd/h", q, sizeof q)}),
+                     EACCES);
+    assert_int_equal(lstat_of(at(f, "nd/f", p, sizeof p)).st_nlink, 1);
+    assert_int_equal(lstat_of(at(f, "nd/d", p, sizeof p)).st_nlink, 2);
+    /* a directory it may not write cannot change parent (its ".." would) */
+    test_dir(f, "nd/open/rootdir", 0755);
+    assert_int_equal(other((struct op){.kind = OP_RENAME,
+                                       .p = at2(f, "nd/open/rootdir", p, sizeof p),
+                                       .q = at2(f, "nd/open2/rootdir", q, sizeof q)}),
+                     EACCES);
+    assert_int_equal(
+        other((struct op){.kind = OP_RENAME, .p = p, .q = at2(f, "nd/open/renamed", q, sizeof q)}),
+        0);
+    /* attributes and data */
+    at2(f, "nd/ro", p, sizeof p);
+    assert_int_equal(other((struct op){.kind = OP_WRITE, .p = p}), EACCES);
+    assert_int_equal(other((struct op){.kind = OP_TRUNCATE, .p = p, .size = 0}), EACCES);
+    assert_int_equal(other((struct op){.kind = OP_READ, .p = p}), 0);
+    assert_int_equal(other((struct op){.kind = OP_CHMOD, .p = p, .mode = 0666}), EPERM);
+    assert_int_equal(
+        other((struct op){.kind = OP_CHOWN, .p = p, .uid = OTHER_UID, .gid = (gid_t)-1}), EPERM);
+    assert_int_equal(other((struct op){.kind = OP_TOUCH_NOW, .p = p}), EACCES);
+    assert_int_equal(other((struct op){.kind = OP_TOUCH_SET, .p = p}), EPERM);
+    assert_int_equal(other((struct op){.kind = OP_SETXATTR, .p = p, .q = "user.x"}), EACCES);
+    assert_int_equal(lstat_of(at(f, "nd/ro", q, sizeof q)).st_mode, S_IFREG | 0644);
+    /* a sticky directory */
+    test_dir(f, "nd/st", 01777);
+    assert_int_equal(
+        other((struct op){.kind = OP_CREATE, .p = at2(f, "nd/st/a", p, sizeof p), .mode = 0666}),
+        0);
+    assert_int_equal(op_as(OTHER2_UID, OTHER2_GID, 0, (struct op){.kind = OP_UNLINK, .p = p}),
+                     EPERM);
+    assert_int_equal(
+        op_as(OTHER2_UID, OTHER2_GID, 0,
+              (struct op){.kind = OP_RENAME, .p = p, .q = at2(f, "nd/st/b", r, sizeof r)}),
+        EPERM);
+    assert_int_equal(other((struct op){.kind = OP_UNLINK, .p = p}), 0);
+    /* the owner of a file in a 0777 directory: everything */
+    assert_int_equal(
+        other((struct op){.kind = OP_CREATE, .p = at2(f, "nd/open/o", p, sizeof p), .mode = 0644}),
+        0);
+    assert_int_equal(other((struct op){.kind = OP_CHMOD, .p = p, .mode = 0600}), 0);
+    assert_int_equal(other((struct op){.kind = OP_TOUCH_SET, .p = p}), 0);
+    assert_int_equal(
+        other((struct op){.kind = OP_LINK, .p = p, .q = at2(f, "nd/open/o2", q, sizeof q)}), 0);
+    assert_int_equal(other((struct op){.kind = OP_UNLINK, .p = q}), 0);
+    assert_int_equal(other((struct op){.kind = OP_UNLINK, .p = p}), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1479,6 +1579,7 @@ int main(void)
         cmocka_unit_test(test_symlink_readlink),
         cmocka_unit_test(test_readdir),
         cmocka_unit_test(test_xattrs),
+        cmocka_unit_test(test_checks_without_default_permissions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
