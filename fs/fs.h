@@ -64,10 +64,21 @@ enum {
     RFS_SET_ATIME_NOW = 1 << 7,
     RFS_SET_MTIME_NOW = 1 << 8,
     RFS_SET_CTIME = 1 << 10,
+    /* with RFS_SET_SIZE: through a descriptor open for writing (ftruncate), so no write
+     * permission is asked for */
+    RFS_SET_SIZE_OPEN = 1 << 16,
 };
 
 int rfs_fs_getattr(struct rfs_fs *fs, uint64_t ino, struct rfs_attr *out);
 int rfs_fs_lookup(struct rfs_fs *fs, uint64_t parent, const char *name, struct rfs_attr *out);
+/* Change what to_set says (RFS_SET_*) to in's values; ctime becomes now (or in->ctime_ns with
+ * RFS_SET_CTIME). cred NULL: no checks. Otherwise, as on Linux: the size needs write permission
+ * (-EACCES); a same-size truncate still sets m/ctime. The mode needs the owner or root (-EPERM),
+ * except taking away only setuid/setgid, which anyone who may write may do (the kernel's
+ * "kill privileges" on a write or truncate by another user); setgid is dropped for a caller
+ * outside the (new) group. The uid needs root; the gid root or the owner to one of its groups
+ * (-EPERM); either clears setuid, and setgid with group-execute, of a non-directory. Explicit
+ * times need the owner or root (-EPERM); "now" for both also write permission (-EACCES). */
 int rfs_fs_setattr(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *in, int to_set,
                    const struct rfs_cred *cred, struct rfs_attr *out);
 /* Regular files, FIFOs, sockets, devices (mode has the type). */
@@ -77,13 +88,18 @@ int rfs_fs_mkdir(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t 
                  const struct rfs_cred *cred, struct rfs_attr *out);
 int rfs_fs_symlink(struct rfs_fs *fs, const char *target, uint64_t parent, const char *name,
                    const struct rfs_cred *cred, struct rfs_attr *out);
+/* link, unlink, rmdir and rename check cred (NULL: no checks) as Linux does: write and search
+ * permission on each directory whose entries change (-EACCES); in a sticky directory, removing
+ * or replacing a name needs root or the owner of the directory or of the inode (-EPERM); moving
+ * a directory to another parent needs write permission on it (its ".." changes, -EACCES). */
 int rfs_fs_link(struct rfs_fs *fs, uint64_t ino, uint64_t parent, const char *name,
-                struct rfs_attr *out);
-int rfs_fs_unlink(struct rfs_fs *fs, uint64_t parent, const char *name);
-int rfs_fs_rmdir(struct rfs_fs *fs, uint64_t parent, const char *name);
+                const struct rfs_cred *cred, struct rfs_attr *out);
+int rfs_fs_unlink(struct rfs_fs *fs, uint64_t parent, const char *name,
+                  const struct rfs_cred *cred);
+int rfs_fs_rmdir(struct rfs_fs *fs, uint64_t parent, const char *name, const struct rfs_cred *cred);
 /* flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE. */
 int rfs_fs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
-                  const char *newname, unsigned flags);
+                  const char *newname, unsigned flags, const struct rfs_cred *cred);
 /* Copies the target into buf (cap bytes, NUL-terminated); returns its length or -errno. */
 int rfs_fs_readlink(struct rfs_fs *fs, uint64_t ino, char *buf, size_t cap);
 

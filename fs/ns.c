@@ -77,6 +77,20 @@ int rfs_fs_lookup(struct rfs_fs *fs, uint64_t parent, const char *name, struct r
     return rv;
 }
 
+/* Whether cred has gid as its group or a supplementary group. */
+static bool in_group(const struct rfs_cred *cred, uint32_t gid)
+{
+    if (cred->gid == gid) {
+        return true;
+    }
+    for (unsigned i = 0; i < cred->n_groups; i++) {
+        if (cred->groups[i] == gid) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* The parent directory for a change of its entries: it must be a directory the caller may
  * write and search. */
 static int writable_dir(struct rfs_fs *fs, uint64_t dir, const struct rfs_cred *cred,
@@ -95,6 +109,14 @@ static int writable_dir(struct rfs_fs *fs, uint64_t dir, const struct rfs_cred *
         return -EACCES;
     }
     return 0;
+}
+
+/* Whether the sticky bit of dir keeps cred from removing or replacing the name of inode a. */
+static bool sticky_denies(const struct rfs_cred *cred, const struct rfs_attr *dir,
+                          const struct rfs_attr *a)
+{
+    return cred != NULL && cred->uid != 0 && (dir->mode & S_ISVTX) && dir->uid != cred->uid &&
+           a->uid != cred->uid;
 }
 
 /* The read set entry and new value of a directory whose entries change. */
@@ -151,10 +173,15 @@ static int create_once(struct rfs_fs *fs, uint64_t parent, const char *name, uin
     child.a.uid = cred->uid;
     child.a.gid = cred->gid;
     if (dir.a.mode & S_ISGID) {
-        /* BSD group semantics in a setgid directory; subdirectories inherit the bit. */
+        /* BSD group semantics in a setgid directory; subdirectories inherit the bit. A file
+         * that would be setgid-executable in a group its creator is not in loses the bit
+         * (as Linux's inode_init_owner does). */
         child.a.gid = dir.a.gid;
         if (is_dir) {
             child.a.mode |= S_ISGID;
+        } else if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP) && cred->uid != 0 &&
+                   !in_group(cred, dir.a.gid)) {
+            child.a.mode &= ~(uint32_t)S_ISGID;
         }
     }
     child.a.nlink = is_dir ? 2 : 1;
@@ -253,7 +280,7 @@ int rfs_fs_readlink(struct rfs_fs *fs, uint64_t ino, char *buf, size_t cap)
 }
 
 static int link_once(struct rfs_fs *fs, uint64_t ino, uint64_t parent, const char *name,
-                     struct rfs_attr *out)
+                     const struct rfs_cred *cred, struct rfs_attr *out)
 {
     struct fs_inode dir, in;
     struct txnb t;
@@ -261,7 +288,7 @@ static int link_once(struct rfs_fs *fs, uint64_t ino, uint64_t parent, const cha
     uint64_t old, version;
     uint32_t old_mode;
     int64_t now = fs_now_ns();
-    int rv = writable_dir(fs, parent, NULL, &dir);
+    int rv = writable_dir(fs, parent, cred, &dir);
     if (rv != 0) {
         return rv;
     }
@@ -297,7 +324,7 @@ static int link_once(struct rfs_fs *fs, uint64_t ino, uint64_t parent, const cha
 }
 
 int rfs_fs_link(struct rfs_fs *fs, uint64_t ino, uint64_t parent, const char *name,
-                struct rfs_attr *out)
+                const struct rfs_cred *cred, struct rfs_attr *out)
 {
     int rv = check_name(name);
     if (rv != 0) {
@@ -307,7 +334,7 @@ int rfs_fs_link(struct rfs_fs *fs, uint64_t ino, uint64_t parent, const char *na
         return -EEXIST;
     }
     for (int i = 0; i < RETRIES; i++) {
-        rv = link_once(fs, ino, parent, name, out);
+        rv = link_once(fs, ino, parent, name, cred, out);
         if (rv != -EAGAIN) {
             return rv;
         }
@@ -382,7 +409,8 @@ static int drop_link(struct rfs_fs *fs, struct txnb *t, struct fs_inode *in, int
     return 0;
 }
 
-static int remove_once(struct rfs_fs *fs, uint64_t parent, const char *name, bool want_dir)
+static int remove_once(struct rfs_fs *fs, uint64_t parent, const char *name, bool want_dir,
+                       const struct rfs_cred *cred)
 {
     struct fs_inode dir, in;
     struct txnb t;
@@ -390,7 +418,7 @@ static int remove_once(struct rfs_fs *fs, uint64_t parent, const char *name, boo
     uint64_t ino, version;
     uint32_t mode;
     int64_t now = fs_now_ns();
-    int rv = writable_dir(fs, parent, NULL, &dir);
+    int rv = writable_dir(fs, parent, cred, &dir);
     if (rv != 0) {
         return rv;
     }
@@ -403,6 +431,8 @@ static int remove_once(struct rfs_fs *fs, uint64_t parent, const char *name, boo
         rv = -ENOTDIR;
     } else if (rv == 0 && !want_dir && S_ISDIR(in.a.mode)) {
         rv = -EISDIR;
+    } else if (rv == 0 && sticky_denies(cred, &dir.a, &in.a)) {
+        rv = -EPERM;
     } else if (rv == 0 && want_dir) {
         rv = dir_empty(fs, ino);
     }
@@ -425,7 +455,8 @@ static int remove_once(struct rfs_fs *fs, uint64_t parent, const char *name, boo
     return rv;
 }
 
-static int remove_name(struct rfs_fs *fs, uint64_t parent, const char *name, bool want_dir)
+static int remove_name(struct rfs_fs *fs, uint64_t parent, const char *name, bool want_dir,
+                       const struct rfs_cred *cred)
 {
     int rv = check_name(name);
     if (rv != 0) {
@@ -438,7 +469,7 @@ static int remove_name(struct rfs_fs *fs, uint64_t parent, const char *name, boo
         return want_dir ? -ENOTEMPTY : -EISDIR;
     }
     for (int i = 0; i < RETRIES; i++) {
-        rv = remove_once(fs, parent, name, want_dir);
+        rv = remove_once(fs, parent, name, want_dir, cred);
         if (rv != -EAGAIN) {
             return rv;
         }
@@ -447,14 +478,14 @@ static int remove_name(struct rfs_fs *fs, uint64_t parent, const char *name, boo
     return -EIO;
 }
 
-int rfs_fs_unlink(struct rfs_fs *fs, uint64_t parent, const char *name)
+int rfs_fs_unlink(struct rfs_fs *fs, uint64_t parent, const char *name, const struct rfs_cred *cred)
 {
-    return remove_name(fs, parent, name, false);
+    return remove_name(fs, parent, name, false, cred);
 }
 
-int rfs_fs_rmdir(struct rfs_fs *fs, uint64_t parent, const char *name)
+int rfs_fs_rmdir(struct rfs_fs *fs, uint64_t parent, const char *name, const struct rfs_cred *cred)
 {
-    return remove_name(fs, parent, name, true);
+    return remove_name(fs, parent, name, true, cred);
 }
 
 /* ---- rename ---- */
@@ -502,7 +533,7 @@ static void side_clear(struct side *s)
 }
 
 static int side_read(struct rfs_fs *fs, struct side *s, bool same_dir_as_other,
-                     const struct fs_inode *other_dir)
+                     const struct fs_inode *other_dir, const struct rfs_cred *cred)
 {
     uint32_t mode;
     int rv;
@@ -510,7 +541,7 @@ static int side_read(struct rfs_fs *fs, struct side *s, bool same_dir_as_other,
         s->dirnode = *other_dir;
         s->dirnode.target = NULL;
     } else {
-        rv = writable_dir(fs, s->dir, NULL, &s->dirnode);
+        rv = writable_dir(fs, s->dir, cred, &s->dirnode);
         if (rv != 0) {
             return rv;
         }
@@ -529,7 +560,7 @@ static int side_read(struct rfs_fs *fs, struct side *s, bool same_dir_as_other,
 }
 
 static int rename_once(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
-                       const char *newname, unsigned flags)
+                       const char *newname, unsigned flags, const struct rfs_cred *cred)
 {
     struct side src = {.dir = parent, .name = name}, dst = {.dir = newparent, .name = newname};
     bool same = parent == newparent;
@@ -537,12 +568,12 @@ static int rename_once(struct rfs_fs *fs, uint64_t parent, const char *name, uin
     struct txnb t;
     char key[FS_KEY_MAX];
     int64_t now = fs_now_ns();
-    int rv = side_read(fs, &src, false, NULL);
+    int rv = side_read(fs, &src, false, NULL, cred);
     if (rv == 0 && !src.exists) {
         rv = -ENOENT;
     }
     if (rv == 0) {
-        rv = side_read(fs, &dst, same, &src.dirnode);
+        rv = side_read(fs, &dst, same, &src.dirnode, cred);
     }
     txnb_init(&t);
     if (rv != 0) {
@@ -560,6 +591,19 @@ static int rename_once(struct rfs_fs *fs, uint64_t parent, const char *name, uin
     }
     if (dst.exists && dst.ino == src.ino) {
         rv = 0; /* two names of one inode: nothing to do (POSIX) */
+        goto out;
+    }
+    /* Sticky directories: the source name is removed, the destination replaced. */
+    if (sticky_denies(cred, &src.dirnode.a, &src.node.a) ||
+        (dst.exists && sticky_denies(cred, &dst.dirnode.a, &dst.node.a))) {
+        rv = -EPERM;
+        goto out;
+    }
+    /* A directory that changes parent rewrites its "..": it must be writable. */
+    if (cred != NULL && !same &&
+        ((src_dir && !fs_may(cred, &src.node.a, W_OK)) ||
+         ((flags & RENAME_EXCHANGE) && dst_dir && !fs_may(cred, &dst.node.a, W_OK)))) {
+        rv = -EACCES;
         goto out;
     }
     if (!(flags & RENAME_EXCHANGE) && dst.exists) {
@@ -648,7 +692,7 @@ out:
 }
 
 int rfs_fs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
-                  const char *newname, unsigned flags)
+                  const char *newname, unsigned flags, const struct rfs_cred *cred)
 {
     int rv = check_name(name);
     if (rv == 0) {
@@ -665,7 +709,7 @@ int rfs_fs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t
         return -EINVAL;
     }
     for (int i = 0; i < RETRIES; i++) {
-        rv = rename_once(fs, parent, name, newparent, newname, flags);
+        rv = rename_once(fs, parent, name, newparent, newname, flags, cred);
         if (rv != -EAGAIN) {
             return rv;
         }
@@ -676,21 +720,19 @@ int rfs_fs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t
 
 /* ---- attributes ---- */
 
-static bool in_group(const struct rfs_cred *cred, uint32_t gid)
+/* Whether mode (permission bits) is old's with only setuid and/or setgid taken away: what the
+ * kernel asks for when a write, truncate or chown by someone else must drop the privileges
+ * (FUSE without handle_killpriv turns ATTR_KILL_SUID/SGID into a mode change). */
+static bool only_clears_setid(uint32_t old, uint32_t mode)
 {
-    if (cred->gid == gid) {
-        return true;
-    }
-    for (unsigned i = 0; i < cred->n_groups; i++) {
-        if (cred->groups[i] == gid) {
-            return true;
-        }
-    }
-    return false;
+    uint32_t setid = S_ISUID | S_ISGID;
+    old &= 07777;
+    return mode != old && (mode & ~old) == 0 && (mode | setid) == (old | setid);
 }
 
+/* touch_mtime: also set mtime to now (a truncate to the size the file has). */
 static int setattr_once(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *in, int to_set,
-                        const struct rfs_cred *cred, struct rfs_attr *out)
+                        bool touch_mtime, const struct rfs_cred *cred, struct rfs_attr *out)
 {
     struct fs_inode node;
     struct txnb t;
@@ -704,10 +746,11 @@ static int setattr_once(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *
     owner = root || node.a.uid == cred->uid;
     if (to_set & RFS_SET_MODE) {
         uint32_t mode = in->mode & 07777;
-        if (!owner) {
+        uint32_t gid = (to_set & RFS_SET_GID) ? in->gid : node.a.gid;
+        if (!owner && !(only_clears_setid(node.a.mode, mode) && fs_may(cred, &node.a, W_OK))) {
             rv = -EPERM;
-        } else if (!root && !S_ISDIR(node.a.mode) && !in_group(cred, node.a.gid)) {
-            mode &= ~(uint32_t)S_ISGID; /* POSIX: not in the file's group */
+        } else if (!root && !in_group(cred, gid)) {
+            mode &= ~(uint32_t)S_ISGID; /* not in the (new) group: dropped, as Linux does */
         }
         node.a.mode = (node.a.mode & S_IFMT) | mode;
     }
@@ -736,8 +779,8 @@ static int setattr_once(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *
     }
     if (rv == 0 &&
         (to_set & (RFS_SET_ATIME | RFS_SET_MTIME | RFS_SET_ATIME_NOW | RFS_SET_MTIME_NOW))) {
-        bool explicit_time = (to_set & (RFS_SET_ATIME | RFS_SET_MTIME)) &&
-                             !(to_set & (RFS_SET_ATIME_NOW | RFS_SET_MTIME_NOW));
+        /* "now" for both needs write permission; any explicit time, ownership */
+        bool explicit_time = (to_set & (RFS_SET_ATIME | RFS_SET_MTIME)) != 0;
         if (!owner && (explicit_time || !fs_may(cred, &node.a, W_OK))) {
             rv = explicit_time ? -EPERM : -EACCES;
         }
@@ -756,6 +799,9 @@ static int setattr_once(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *
         fs_inode_clear(&node);
         return rv;
     }
+    if (touch_mtime) {
+        node.a.mtime_ns = now;
+    }
     node.a.ctime_ns = (to_set & RFS_SET_CTIME) ? in->ctime_ns : now;
     txnb_init(&t);
     txnb_read(&t, key, fs_key_inode(key, ino), node.version);
@@ -772,6 +818,7 @@ static int setattr_once(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *
 int rfs_fs_setattr(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *in, int to_set,
                    const struct rfs_cred *cred, struct rfs_attr *out)
 {
+    bool touch_mtime = false;
     int rv;
     if (to_set & RFS_SET_SIZE) {
         struct rfs_attr cur;
@@ -785,20 +832,25 @@ int rfs_fs_setattr(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *in, i
         if (!S_ISREG(cur.mode)) {
             return -EINVAL;
         }
-        if (cred != NULL && !fs_may(cred, &cur, W_OK)) {
+        if (cred != NULL && !(to_set & RFS_SET_SIZE_OPEN) && !fs_may(cred, &cur, W_OK)) {
             return -EACCES;
         }
-        rv = rfs_fs_truncate(fs, ino, in->size);
-        if (rv != 0) {
-            return rv;
+        if (in->size == cur.size) {
+            /* nothing to cut, but m/ctime change all the same (as on ext4) */
+            touch_mtime = true;
+        } else {
+            rv = rfs_fs_truncate(fs, ino, in->size);
+            if (rv != 0) {
+                return rv;
+            }
         }
-        to_set &= ~RFS_SET_SIZE;
-        if (to_set == 0) {
+        to_set &= ~(RFS_SET_SIZE | RFS_SET_SIZE_OPEN);
+        if (to_set == 0 && !touch_mtime) {
             return rfs_fs_getattr(fs, ino, out);
         }
     }
     for (int i = 0; i < RETRIES; i++) {
-        rv = setattr_once(fs, ino, in, to_set, cred, out);
+        rv = setattr_once(fs, ino, in, to_set, touch_mtime, cred, out);
         if (rv != -EAGAIN) {
             return rv;
         }

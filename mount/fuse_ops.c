@@ -255,14 +255,6 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, const struct stat *st, int
     if (rv != 0) {
         return rv;
     }
-    if ((to_set & FUSE_SET_ATTR_SIZE) && fi != NULL) {
-        /* ftruncate: the descriptor was opened for writing, whatever the mode says now. */
-        rv = rfs_fs_truncate(m->fs, ino, (uint64_t)st->st_size);
-        if (rv != 0) {
-            return rv;
-        }
-        to_set &= ~FUSE_SET_ATTR_SIZE;
-    }
     if (to_set & FUSE_SET_ATTR_MODE) {
         set |= RFS_SET_MODE;
         in.mode = (uint32_t)st->st_mode;
@@ -278,6 +270,10 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, const struct stat *st, int
     if (to_set & FUSE_SET_ATTR_SIZE) {
         set |= RFS_SET_SIZE;
         in.size = (uint64_t)st->st_size;
+        if (fi != NULL) {
+            /* ftruncate: the descriptor was opened for writing, whatever the mode says now */
+            set |= RFS_SET_SIZE_OPEN;
+        }
     }
     if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
         set |= RFS_SET_ATIME_NOW;
@@ -382,8 +378,11 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
+    struct rfs_cred cred;
     struct rfs_attr a;
-    int rv = rfs_fs_link(ctx_of(req)->fs, ino, newparent, newname, &a);
+    int rv;
+    cred_of(req, &cred);
+    rv = rfs_fs_link(ctx_of(req)->fs, ino, newparent, newname, &cred, &a);
     if (rv != 0) {
         fuse_reply_err(req, -rv);
         return;
@@ -393,22 +392,28 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    fuse_reply_err(req, -rfs_fs_unlink(ctx_of(req)->fs, parent, name));
+    struct rfs_cred cred;
+    cred_of(req, &cred);
+    fuse_reply_err(req, -rfs_fs_unlink(ctx_of(req)->fs, parent, name, &cred));
 }
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    fuse_reply_err(req, -rfs_fs_rmdir(ctx_of(req)->fs, parent, name));
+    struct rfs_cred cred;
+    cred_of(req, &cred);
+    fuse_reply_err(req, -rfs_fs_rmdir(ctx_of(req)->fs, parent, name, &cred));
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags)
 {
+    struct rfs_cred cred;
     int rv;
+    cred_of(req, &cred);
     if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
         rv = -EINVAL; /* RENAME_WHITEOUT: no overlay support */
     } else {
-        rv = rfs_fs_rename(ctx_of(req)->fs, parent, name, newparent, newname, flags);
+        rv = rfs_fs_rename(ctx_of(req)->fs, parent, name, newparent, newname, flags, &cred);
     }
     fuse_reply_err(req, -rv);
 }

@@ -13,6 +13,8 @@
 
 #define MOUNT_WAIT_MS 30000
 #define STOP_WAIT_MS  15000
+/* Extra arguments mount_helper_start_args passes on. */
+#define MOUNT_EXTRA_MAX 16
 
 static bool in_path(const char *prog)
 {
@@ -105,8 +107,24 @@ static bool mount_live_or_dead(void *arg)
 int mount_helper_start(const char *bin, const char *meta, const char *mnt, const char *log,
                        pid_t *pid, char *errmsg)
 {
-    char *argv[] = {(char *)bin, "--meta", (char *)meta, (char *)mnt, "-f", NULL};
+    return mount_helper_start_args(bin, meta, mnt, NULL, log, pid, errmsg);
+}
+
+int mount_helper_start_args(const char *bin, const char *meta, const char *mnt,
+                            const char *const *extra, const char *log, pid_t *pid, char *errmsg)
+{
+    char *argv[5 + MOUNT_EXTRA_MAX + 1] = {(char *)bin, "--meta", (char *)meta, (char *)mnt, "-f"};
+    size_t n = 5;
     struct live_arg a;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
+        if (i >= MOUNT_EXTRA_MAX) {
+            rfs_errmsg_printf(errmsg, "more than %d extra arguments", MOUNT_EXTRA_MAX);
+            *pid = 0;
+            return RFS_EIO;
+        }
+        argv[n++] = (char *)extra[i];
+    }
+    argv[n] = NULL;
     if (mkdir(mnt, 0755) != 0 && errno != EEXIST) {
         rfs_errmsg_printf(errmsg, "mkdir %s: %s", mnt, strerror(errno));
         return RFS_EIO;

@@ -30,6 +30,11 @@ void mount_helper_force_unmount(const char *mnt);
 int mount_helper_start(const char *bin, const char *meta, const char *mnt, const char *log,
                        pid_t *pid, char *errmsg);
 
+/* mount_helper_start with extra arguments after -f (extra NULL-terminated, at most 16; NULL:
+ * none), e.g. {"-o", "allow_other,default_permissions", NULL}. */
+int mount_helper_start_args(const char *bin, const char *meta, const char *mnt,
+                            const char *const *extra, const char *log, pid_t *pid, char *errmsg);
+
 /* Stop the daemon *pid if running (SIGTERM: it unmounts; *pid becomes 0), then unmount mnt if
  * it is still mounted. Returns the daemon's exit status, or -1 if none was running. */
 int mount_helper_stop(const char *mnt, pid_t *pid);

@@ -96,15 +96,15 @@ static void test_create_lookup_remove(void **state)
                      -ENAMETOOLONG);
     longname[255] = '\0';
     assert_int_equal(rfs_fs_mknod(f->fs, d, longname, S_IFREG | 0644, 0, &root_cred, &a), 0);
-    assert_int_equal(rfs_fs_unlink(f->fs, d, longname), 0);
+    assert_int_equal(rfs_fs_unlink(f->fs, d, longname, NULL), 0);
 
-    assert_int_equal(rfs_fs_rmdir(f->fs, FS_ROOT_INO, "d"), -ENOTEMPTY);
-    assert_int_equal(rfs_fs_unlink(f->fs, FS_ROOT_INO, "d"), -EISDIR);
-    assert_int_equal(rfs_fs_rmdir(f->fs, d, "x"), -ENOTDIR);
-    assert_int_equal(rfs_fs_unlink(f->fs, d, "x"), 0);
+    assert_int_equal(rfs_fs_rmdir(f->fs, FS_ROOT_INO, "d", NULL), -ENOTEMPTY);
+    assert_int_equal(rfs_fs_unlink(f->fs, FS_ROOT_INO, "d", NULL), -EISDIR);
+    assert_int_equal(rfs_fs_rmdir(f->fs, d, "x", NULL), -ENOTDIR);
+    assert_int_equal(rfs_fs_unlink(f->fs, d, "x", NULL), 0);
     assert_int_equal(rfs_fs_getattr(f->fs, x, &a), -ENOENT);
-    assert_int_equal(rfs_fs_unlink(f->fs, d, "x"), -ENOENT);
-    assert_int_equal(rfs_fs_rmdir(f->fs, FS_ROOT_INO, "d"), 0);
+    assert_int_equal(rfs_fs_unlink(f->fs, d, "x", NULL), -ENOENT);
+    assert_int_equal(rfs_fs_rmdir(f->fs, FS_ROOT_INO, "d", NULL), 0);
     assert_int_equal(rfs_fs_getattr(f->fs, FS_ROOT_INO, &a), 0);
     assert_int_equal(a.nlink, root.nlink);
 }
@@ -117,10 +117,10 @@ static void test_links_symlinks_fifos(void **state)
     uint64_t x;
     FS_SKIP_IF_NEEDED(f);
     x = create_ok(f, FS_ROOT_INO, "file");
-    assert_int_equal(rfs_fs_link(f->fs, x, FS_ROOT_INO, "hard", &a), 0);
+    assert_int_equal(rfs_fs_link(f->fs, x, FS_ROOT_INO, "hard", NULL, &a), 0);
     assert_int_equal(a.nlink, 2);
-    assert_int_equal(rfs_fs_link(f->fs, FS_ROOT_INO, FS_ROOT_INO, "dirlink", &a), -EPERM);
-    assert_int_equal(rfs_fs_unlink(f->fs, FS_ROOT_INO, "file"), 0);
+    assert_int_equal(rfs_fs_link(f->fs, FS_ROOT_INO, FS_ROOT_INO, "dirlink", NULL, &a), -EPERM);
+    assert_int_equal(rfs_fs_unlink(f->fs, FS_ROOT_INO, "file", NULL), 0);
     assert_int_equal(rfs_fs_getattr(f->fs, x, &a), 0);
     assert_int_equal(a.nlink, 1);
     assert_int_equal(rfs_fs_symlink(f->fs, "hard", FS_ROOT_INO, "sym", &root_cred, &a), 0);
@@ -174,19 +174,19 @@ static void test_rename(void **state)
     x = create_ok(f, a_dir, "x");
     y = create_ok(f, b_dir, "y");
     /* A file across directories (two groups, as like as not). */
-    assert_int_equal(rfs_fs_rename(f->fs, a_dir, "x", b_dir, "x2", 0), 0);
+    assert_int_equal(rfs_fs_rename(f->fs, a_dir, "x", b_dir, "x2", 0, NULL), 0);
     assert_int_equal(rfs_fs_lookup(f->fs, b_dir, "x2", &a), 0);
     assert_int_equal(a.ino, x);
     assert_int_equal(rfs_fs_lookup(f->fs, a_dir, "x", &a), -ENOENT);
     /* Over an existing file: the old one goes. */
-    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "x2", b_dir, "y", 0), 0);
+    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "x2", b_dir, "y", 0, NULL), 0);
     assert_int_equal(rfs_fs_getattr(f->fs, y, &a), -ENOENT);
     assert_int_equal(rfs_fs_lookup(f->fs, b_dir, "y", &a), 0);
     assert_int_equal(a.ino, x);
     /* NOREPLACE and EXCHANGE. */
     create_ok(f, b_dir, "z");
-    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "y", b_dir, "z", RENAME_NOREPLACE), -EEXIST);
-    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "y", a_dir, "sub", RENAME_EXCHANGE), 0);
+    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "y", b_dir, "z", RENAME_NOREPLACE, NULL), -EEXIST);
+    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "y", a_dir, "sub", RENAME_EXCHANGE, NULL), 0);
     assert_int_equal(rfs_fs_lookup(f->fs, a_dir, "sub", &a), 0);
     assert_int_equal(a.ino, x);
     assert_int_equal(rfs_fs_lookup(f->fs, b_dir, "y", &a), 0);
@@ -196,16 +196,16 @@ static void test_rename(void **state)
     assert_int_equal(rfs_fs_getattr(f->fs, a_dir, &a), 0);
     assert_int_equal(a.nlink, 2);
     /* Directories: not below themselves, not over a file, not over a non-empty one. */
-    assert_int_equal(rfs_fs_rename(f->fs, FS_ROOT_INO, "b", sub, "b", 0), -EINVAL);
-    assert_int_equal(rfs_fs_rename(f->fs, FS_ROOT_INO, "b", b_dir, "b", 0), -EINVAL);
-    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "y", b_dir, "z", 0), -ENOTDIR);
-    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "z", FS_ROOT_INO, "a", 0), -EISDIR);
-    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "y", FS_ROOT_INO, "a", 0), -ENOTEMPTY);
+    assert_int_equal(rfs_fs_rename(f->fs, FS_ROOT_INO, "b", sub, "b", 0, NULL), -EINVAL);
+    assert_int_equal(rfs_fs_rename(f->fs, FS_ROOT_INO, "b", b_dir, "b", 0, NULL), -EINVAL);
+    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "y", b_dir, "z", 0, NULL), -ENOTDIR);
+    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "z", FS_ROOT_INO, "a", 0, NULL), -EISDIR);
+    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "y", FS_ROOT_INO, "a", 0, NULL), -ENOTEMPTY);
     assert_int_equal(rfs_fs_getattr(f->fs, FS_ROOT_INO, &before), 0);
-    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "y", FS_ROOT_INO, "moved", 0), 0);
+    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "y", FS_ROOT_INO, "moved", 0, NULL), 0);
     assert_int_equal(rfs_fs_getattr(f->fs, FS_ROOT_INO, &a), 0);
     assert_int_equal(a.nlink, before.nlink + 1);
-    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "nope", b_dir, "q", 0), -ENOENT);
+    assert_int_equal(rfs_fs_rename(f->fs, b_dir, "nope", b_dir, "q", 0, NULL), -ENOENT);
 }
 
 /* Two renames that together would make a cycle (a into b, b into a) race: at most one wins,
@@ -220,7 +220,7 @@ struct racer {
 static void *race_main(void *data)
 {
     struct racer *r = data;
-    r->rv = rfs_fs_rename(r->fs, r->from_parent, r->name, r->to, r->name, 0);
+    r->rv = rfs_fs_rename(r->fs, r->from_parent, r->name, r->to, r->name, 0, NULL);
     return NULL;
 }
 
@@ -474,21 +474,21 @@ static void test_xattrs_go_with_their_inode(void **state)
     x = create_ok(f, FS_ROOT_INO, "xg");
     assert_int_equal(rfs_fs_setxattr(f->fs, x, "user.a", "1", 1, 0, &root_cred), 0);
     assert_int_equal(rfs_fs_setxattr(f->fs, x, "trusted.b", "2", 1, 0, &root_cred), 0);
-    assert_int_equal(rfs_fs_link(f->fs, x, FS_ROOT_INO, "xg2", &a), 0);
-    assert_int_equal(rfs_fs_unlink(f->fs, FS_ROOT_INO, "xg"), 0);
+    assert_int_equal(rfs_fs_link(f->fs, x, FS_ROOT_INO, "xg2", NULL, &a), 0);
+    assert_int_equal(rfs_fs_unlink(f->fs, FS_ROOT_INO, "xg", NULL), 0);
     assert_true(xattr_key_present(f, x, "user.a")); /* one name left */
-    assert_int_equal(rfs_fs_unlink(f->fs, FS_ROOT_INO, "xg2"), 0);
+    assert_int_equal(rfs_fs_unlink(f->fs, FS_ROOT_INO, "xg2", NULL), 0);
     assert_false(xattr_key_present(f, x, "user.a"));
     assert_false(xattr_key_present(f, x, "trusted.b"));
     d = mkdir_ok(f, FS_ROOT_INO, "xgd");
     assert_int_equal(rfs_fs_setxattr(f->fs, d, "user.d", "1", 1, 0, &root_cred), 0);
-    assert_int_equal(rfs_fs_rmdir(f->fs, FS_ROOT_INO, "xgd"), 0);
+    assert_int_equal(rfs_fs_rmdir(f->fs, FS_ROOT_INO, "xgd", NULL), 0);
     assert_false(xattr_key_present(f, d, "user.d"));
     x = create_ok(f, FS_ROOT_INO, "xgsrc");
     y = create_ok(f, FS_ROOT_INO, "xgdst");
     assert_int_equal(rfs_fs_setxattr(f->fs, x, "user.s", "1", 1, 0, &root_cred), 0);
     assert_int_equal(rfs_fs_setxattr(f->fs, y, "user.d", "1", 1, 0, &root_cred), 0);
-    assert_int_equal(rfs_fs_rename(f->fs, FS_ROOT_INO, "xgsrc", FS_ROOT_INO, "xgdst", 0), 0);
+    assert_int_equal(rfs_fs_rename(f->fs, FS_ROOT_INO, "xgsrc", FS_ROOT_INO, "xgdst", 0, NULL), 0);
     assert_false(xattr_key_present(f, y, "user.d"));
     assert_true(xattr_key_present(f, x, "user.s")); /* the moved file keeps its own */
 }
@@ -506,7 +506,7 @@ static void test_parent_of_directory(void **state)
     assert_int_equal(p, FS_ROOT_INO);
     assert_int_equal(rfs_fs_parent(f->fs, FS_ROOT_INO, &p), 0);
     assert_int_equal(p, FS_ROOT_INO);
-    assert_int_equal(rfs_fs_rename(f->fs, a, "pb", FS_ROOT_INO, "pb", 0), 0);
+    assert_int_equal(rfs_fs_rename(f->fs, a, "pb", FS_ROOT_INO, "pb", 0, NULL), 0);
     assert_int_equal(rfs_fs_parent(f->fs, b, &p), 0);
     assert_int_equal(p, FS_ROOT_INO);
     x = create_ok(f, a, "file");
