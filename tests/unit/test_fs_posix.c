@@ -482,6 +482,14 @@ static void test_create_mknod_open(void **state)
     assert_int_equal(st.st_size, 0);
     assert_true(MTIME(st) > MTIME(dir0));
     assert_true(CTIME(st) > CTIME(dir0));
+    dir0 = st;
+    nap();
+    fd = open(p, O_WRONLY | O_TRUNC); /* now empty: still m/ctime */
+    assert_true(fd >= 0);
+    assert_int_equal(close(fd), 0);
+    st = lstat_of(p);
+    assert_true(MTIME(st) > MTIME(dir0));
+    assert_true(CTIME(st) > CTIME(dir0));
     /* errors */
     assert_int_equal(open(at(f, "cr/none/f", q, sizeof q), O_WRONLY | O_CREAT, 0644), -1);
     assert_int_equal(errno, ENOENT);
