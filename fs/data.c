@@ -168,6 +168,7 @@ static int block_patch(struct rfs_fs *fs, uint64_t ino, uint64_t blk, size_t at,
         wr.value = tmp;
         wr.vlen = nlen;
         rv = kv_client_txn(fs->kv, &rd, 1, &wr, 1, errmsg);
+        fs_changed(fs);
         if (rv != RFS_ECONFLICT) {
             if (rv != 0) {
                 rfs_warnf("fs: writing block %llu of %llx: %s", (unsigned long long)blk,
@@ -200,6 +201,7 @@ static int blocks_put(struct rfs_fs *fs, uint64_t ino, uint64_t first, unsigned 
     }
     rv = n == 1 ? kv_client_put(fs->kv, keys[0], wr[0].klen, src, FS_BLOCK_SIZE, NULL, errmsg)
                 : kv_client_txn(fs->kv, NULL, 0, wr, n, errmsg);
+    fs_changed(fs);
     if (rv != 0) {
         rfs_warnf("fs: writing blocks %llu to %llu of %llx: %s", (unsigned long long)first,
                   (unsigned long long)(first + n - 1), (unsigned long long)ino, errmsg);
@@ -283,6 +285,7 @@ static int size_commit(struct rfs_fs *fs, struct fs_inode *in, uint64_t end, uin
             return rv;
         }
         rv = kv_client_txn(fs->kv, &rd, 1, &wr, 1, errmsg);
+        fs_changed(fs);
         rfs_free((void *)wr.value);
         if (rv != RFS_ECONFLICT) {
             if (rv != 0) {
@@ -379,6 +382,7 @@ static int append_once(struct rfs_fs *fs, uint64_t ino, const char *buf, size_t 
         goto out;
     }
     rv = kv_client_txn(fs->kv, rd, nr, wr, nw, errmsg);
+    fs_changed(fs);
     rfs_free((void *)wr[0].value);
     if (rv != 0 && rv != RFS_ECONFLICT) {
         rfs_warnf("fs: appending %zu bytes to %llx: %s", size, (unsigned long long)ino, errmsg);
@@ -540,6 +544,7 @@ static void truncate_cleanup(struct rfs_fs *fs, uint64_t ino, uint64_t size, uin
                 .key = keys[nw], .klen = fs_key_block(keys[nw], ino, b), .del = true};
         }
         rv = kv_client_txn(fs->kv, NULL, 0, wr, nw, errmsg);
+        fs_changed(fs);
         if (rv != 0) {
             rfs_warnf("fs: truncating %llx: deleting blocks %llu to %llu: %s",
                       (unsigned long long)ino, (unsigned long long)first,
@@ -579,6 +584,7 @@ int rfs_fs_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
             return rv;
         }
         rv = kv_client_txn(fs->kv, &rd, 1, &wr, 1, errmsg);
+        fs_changed(fs);
         rfs_free((void *)wr.value);
         if (rv != RFS_ECONFLICT) {
             if (rv != 0) {

@@ -3,6 +3,7 @@
 #define FS_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -21,7 +22,16 @@ struct rfs_fs {
     uint64_t next_id;
     uint64_t end_id;
     struct fs_io_pool *io; /* write-behind and read-ahead of open files (fs/file.c) */
+    /* Bumped after every change this filesystem sends (fs_changed): an open file may trust
+     * the inode it read a moment ago while nothing changed here (fs/readahead.c). */
+    _Atomic uint64_t changes;
 };
+
+/* Call after sending a change of any inode, entry or block (whatever its outcome). */
+static inline void fs_changed(struct rfs_fs *fs)
+{
+    atomic_fetch_add(&fs->changes, 1);
+}
 
 /* An inode as read, with the version of its key (for a transaction's read set). */
 struct fs_inode {

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "../common/alloc.h"
 #include "../common/log.h"
@@ -232,31 +233,60 @@ static void read_ahead(struct fs_readahead *ra, uint64_t last, uint64_t size, ui
     }
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ra->size and ra->version: the inode's, read now unless the last reading may be trusted. */
+static int inode_current(struct fs_readahead *ra)
+{
+    uint64_t changes = atomic_load(&ra->fs->changes), now = now_ms();
+    struct fs_inode in;
+    int rv;
+    if (ra->have_inode && changes == ra->changes && now - ra->read_ms < FS_RA_TRUST_MS &&
+        !ra->no_ahead) {
+        return 0;
+    }
+    rv = fs_data_begin(ra->fs, ra->ino, &in);
+    if (rv != 0) {
+        ra->have_inode = false;
+        return rv;
+    }
+    ra->have_inode = true;
+    ra->size = in.a.size;
+    ra->version = in.version;
+    ra->changes = changes;
+    ra->read_ms = now;
+    fs_inode_clear(&in);
+    return 0;
+}
+
 int fs_readahead_read(struct fs_readahead *ra, uint64_t off, size_t size, void *buf, size_t *n)
 {
     const uint64_t stripe_bytes = (uint64_t)FS_STRIPE_BLOCKS * FS_BLOCK_SIZE;
-    struct fs_inode in;
     uint64_t end, pos;
     bool seq;
     char *out = buf;
     int rv;
 
     *n = 0;
-    rv = fs_data_begin(ra->fs, ra->ino, &in);
+    rv = inode_current(ra);
     if (rv != 0) {
         return rv;
     }
     for (unsigned i = 0; i < FS_RA_SLOTS; i++) {
-        if (ra->slots[i].state != FS_RA_EMPTY && ra->slots[i].version != in.version) {
+        if (ra->slots[i].state != FS_RA_EMPTY && ra->slots[i].version != ra->version) {
             drop_all(ra); /* the file changed: nothing cached holds */
             break;
         }
     }
-    if (off >= in.a.size || size == 0) {
-        fs_inode_clear(&in);
+    if (off >= ra->size || size == 0) {
         return 0;
     }
-    end = size < in.a.size - off ? off + size : in.a.size;
+    end = size < ra->size - off ? off + size : ra->size;
     seq = !ra->no_ahead && (off == ra->next_off || off == 0);
     for (pos = off; pos < end;) {
         uint64_t stripe = pos / stripe_bytes;
@@ -273,7 +303,7 @@ int fs_readahead_read(struct fs_readahead *ra, uint64_t off, size_t size, void *
         if (!seq && (end - 1) / FS_BLOCK_SIZE < (stripe + 1) * FS_STRIPE_BLOCKS) {
             upto = (unsigned)((end - 1) / FS_BLOCK_SIZE % FS_STRIPE_BLOCKS) + 1;
         }
-        rv = stripe_ready(ra, stripe, first, upto, in.version, &s);
+        rv = stripe_ready(ra, stripe, first, upto, ra->version, &s);
         if (rv != 0) {
             break;
         }
@@ -291,10 +321,9 @@ int fs_readahead_read(struct fs_readahead *ra, uint64_t off, size_t size, void *
     if (rv == 0) {
         *n = (size_t)(end - off);
         if (seq) {
-            read_ahead(ra, (end - 1) / stripe_bytes, in.a.size, in.version);
+            read_ahead(ra, (end - 1) / stripe_bytes, ra->size, ra->version);
         }
         ra->next_off = end;
     }
-    fs_inode_clear(&in);
     return rv;
 }

@@ -3,8 +3,9 @@
  *
  * A stripe (FS_STRIPE_BLOCKS blocks, one bucket) comes in one scan request; a read that does
  * not continue the previous one fetches only the blocks it needs (one scan). Each read
- * first reads the inode (is it still a regular file, what size, which version); cached
- * stripes are used only while the inode keeps the version they were fetched under: every
+ * first reads the inode (or trusts the one it read less than FS_RA_TRUST_MS ago, if nothing
+ * changed through this filesystem since) (is it still a regular file, what size, which version);
+ * cached stripes are used only while the inode keeps the version they were fetched under: every
  * write changes the inode after (or with) its blocks, and a truncate changes blocks only past
  * the size it committed, which reads never look at. When
  * reads are sequential, the next FS_RA_AHEAD stripes (up to the file's size) are fetched in
@@ -24,8 +25,13 @@
 #include "io_pool.h"
 #include "keys.h"
 
-#define FS_RA_AHEAD 4                 /* stripes fetched ahead of a sequential reader */
-#define FS_RA_SLOTS (FS_RA_AHEAD + 3) /* and the ones being read */
+/* How long a read may go by the inode an earlier read of the handle saw, while this
+ * filesystem sent no change: changes made elsewhere (other mounts) show within this bound,
+ * as with the kernel's attribute cache (raftfs-mount's default --cache-timeout); changes
+ * made here show at once. */
+#define FS_RA_TRUST_MS 1000
+#define FS_RA_AHEAD    4                 /* stripes fetched ahead of a sequential reader */
+#define FS_RA_SLOTS    (FS_RA_AHEAD + 3) /* and the ones being read */
 
 enum fs_ra_state { FS_RA_EMPTY, FS_RA_LOADING, FS_RA_READY };
 
@@ -49,7 +55,11 @@ struct fs_readahead {
     struct fs_ra_slot slots[FS_RA_SLOTS];
     uint64_t clock;
     uint64_t next_off; /* where the last read ended: a read starting there is sequential */
-    bool no_ahead;     /* set after init: never fetch ahead (a one-off read) */
+    /* The inode as last read: trusted for FS_RA_TRUST_MS while fs->changes stays `changes`
+     * (nothing changed through this filesystem since). */
+    bool have_inode;
+    uint64_t size, version, changes, read_ms;
+    bool no_ahead; /* set after init: never fetch ahead (a one-off read) */
 };
 
 void fs_readahead_init(struct fs_readahead *ra, struct rfs_fs *fs, uint64_t ino);

@@ -128,6 +128,9 @@ int txnb_commit(struct rfs_fs *fs, struct txnb *t)
         return t->err;
     }
     rv = kv_client_txn(fs->kv, t->r, t->nr, t->w, t->nw, errmsg);
+    if (t->nw > 0) {
+        fs_changed(fs);
+    }
     if (rv != 0 && rv != RFS_ECONFLICT) {
         rfs_warnf("fs: transaction of %u reads and %u writes: %s", t->nr, t->nw, errmsg);
     }
