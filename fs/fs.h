@@ -70,6 +70,10 @@ enum {
 };
 
 int rfs_fs_getattr(struct rfs_fs *fs, uint64_t ino, struct rfs_attr *out);
+/* rfs_fs_getattr of n inodes at once (their reads in flight together): out[i] and rvs[i]
+ * (0 or a negative errno) for inos[i]. For listings with attributes (readdirplus). */
+void rfs_fs_getattr_many(struct rfs_fs *fs, const uint64_t *inos, size_t n, struct rfs_attr *out,
+                         int *rvs);
 int rfs_fs_lookup(struct rfs_fs *fs, uint64_t parent, const char *name, struct rfs_attr *out);
 /* Change what to_set says (RFS_SET_*) to in's values; ctime becomes now (or in->ctime_ns with
  * RFS_SET_CTIME). cred NULL: no checks. Otherwise, as on Linux: the size needs write permission

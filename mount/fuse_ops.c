@@ -622,28 +622,25 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     }
 }
 
-/* Add entry i to buf (at *used of size bytes); returns false if it does not fit. */
-static bool dir_add(fuse_req_t req, const struct mount_dirent *de, size_t i, bool plus, char *buf,
-                    size_t size, size_t *used)
+/* Add entry i to buf (at *used of size bytes), with its attributes a (readdirplus; NULL: none,
+ * or the entry vanished); returns false if it does not fit. */
+static bool dir_add(fuse_req_t req, const struct mount_dirent *de, size_t i, bool plus,
+                    const struct rfs_attr *a, char *buf, size_t size, size_t *used)
 {
     struct mount_ctx *m = ctx_of(req);
     size_t need;
     if (plus) {
         struct fuse_entry_param e;
-        struct rfs_attr a;
         memset(&e, 0, sizeof e);
         e.attr.st_ino = (ino_t)de->ino;
         e.attr.st_mode = (mode_t)de->mode;
         /* No entry for "." and ".." (the kernel ignores them) nor for a name that vanished
          * since it was listed (ino 0: the kernel looks it up when asked). */
-        if (i >= 2 && S_ISREG(de->mode)) {
-            mount_files_flush_inode(m, de->ino, NULL); /* sizes count what is buffered here */
-        }
-        if (i >= 2 && rfs_fs_getattr(m->fs, de->ino, &a) == 0) {
-            e.ino = a.ino;
+        if (i >= 2 && a != NULL) {
+            e.ino = a->ino;
             e.attr_timeout = m->cache_timeout;
             e.entry_timeout = m->cache_timeout;
-            attr_to_stat(&a, &e.attr);
+            attr_to_stat(a, &e.attr);
         }
         need = fuse_add_direntry_plus(req, buf + *used, size - *used, de->name, &e, (off_t)(i + 1));
     } else {
@@ -660,24 +657,66 @@ static bool dir_add(fuse_req_t req, const struct mount_dirent *de, size_t i, boo
     return true;
 }
 
+/* Entries a readdirplus takes at a time: their inodes are read together. */
+#define PLUS_BATCH 32
+
+/* Read the attributes of entries [first, first + n) of batch into attrs (rvs: 0 or -errno),
+ * after flushing what this mount buffers for the regular files among them (sizes count it). */
+static void batch_attrs(struct mount_ctx *m, const struct mount_dirent *batch, size_t first,
+                        size_t n, struct rfs_attr *attrs, int *rvs)
+{
+    uint64_t inos[PLUS_BATCH];
+    size_t k0 = first < 2 ? 2 - first : 0; /* "." and ".." get none */
+    for (size_t k = 0; k < k0 && k < n; k++) {
+        rvs[k] = -ENOENT;
+    }
+    for (size_t k = k0; k < n; k++) {
+        inos[k] = batch[k].ino;
+        if (S_ISREG(batch[k].mode)) {
+            mount_files_flush_inode(m, batch[k].ino, NULL);
+        }
+    }
+    if (n > k0) {
+        rfs_fs_getattr_many(m->fs, inos + k0, n - k0, attrs + k0, rvs + k0);
+    }
+}
+
 static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
 {
     struct mount_ctx *m = ctx_of(req);
     struct mount_dirlist *d = (struct mount_dirlist *)(uintptr_t)fi->fh;
     char *buf = rfs_malloc(size > 0 ? size : 1);
-    size_t used = 0;
+    size_t used = 0, i = off > 0 ? (size_t)off : 0;
+    bool full = false;
     int rv = 0;
     if (buf == NULL) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
     pthread_mutex_lock(&d->mu);
-    for (size_t i = off > 0 ? (size_t)off : 0;; i++) {
-        const struct mount_dirent *de;
-        rv = mount_dirlist_get(d, m->fs, i, &de);
-        if (rv != 0 || !dir_add(req, de, i, plus, buf, size, &used)) {
-            break;
+    while (!full && rv == 0) {
+        /* Copies of the entries: a later mount_dirlist_get may move them (not their names,
+         * which stay until the listing starts again at entry 0, the first we ask for). */
+        struct mount_dirent batch[PLUS_BATCH];
+        struct rfs_attr attrs[PLUS_BATCH];
+        int rvs[PLUS_BATCH];
+        size_t n = 0, want = plus ? PLUS_BATCH : 1;
+        while (n < want) {
+            const struct mount_dirent *de;
+            rv = mount_dirlist_get(d, m->fs, i + n, &de);
+            if (rv != 0) {
+                break;
+            }
+            batch[n++] = *de;
         }
+        if (plus) {
+            batch_attrs(m, batch, i, n, attrs, rvs);
+        }
+        for (size_t k = 0; k < n && !full; k++) {
+            const struct rfs_attr *a = plus && rvs[k] == 0 ? &attrs[k] : NULL;
+            full = !dir_add(req, &batch[k], i + k, plus, a, buf, size, &used);
+        }
+        i += n;
     }
     pthread_mutex_unlock(&d->mu);
     if (rv < 0 && used == 0) {
