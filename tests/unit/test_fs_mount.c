@@ -625,14 +625,25 @@ static void test_remount_sees_the_same_tree(void **state)
 
     snprintf(m2, sizeof m2, "%s/m2", f->dir);
     snprintf(log2, sizeof log2, "%s/mount2.log", f->dir);
-    if (mount_helper_start(f->bin, f->s.meta.group, m2, log2, &pid2, errmsg) != 0) {
-        mount_helper_dump_log(log2);
-        fail_msg("second mount: %s", errmsg);
+    /* a second, read-only mount (-o ro passes through to the kernel) */
+    {
+        static const char *const ro[] = {"-o", "ro", NULL};
+        if (mount_helper_start_args(f->bin, f->s.meta.group, m2, ro, log2, &pid2, errmsg) != 0) {
+            mount_helper_dump_log(log2);
+            fail_msg("second mount: %s", errmsg);
+        }
     }
     snprintf(p, sizeof p, "%s/keep/link", m2);
     st = (int)read_file(p, buf, sizeof buf);
     assert_int_equal(st, 10);
     assert_string_equal(buf, "persistent");
+    assert_int_equal(open(p, O_WRONLY), -1);
+    assert_int_equal(errno, EROFS);
+    snprintf(p, sizeof p, "%s/keep/new", m2);
+    assert_int_equal(open(p, O_WRONLY | O_CREAT, 0644), -1);
+    assert_int_equal(errno, EROFS);
+    assert_int_equal(mkdir(p, 0755), -1);
+    assert_int_equal(errno, EROFS);
     st = mount_helper_stop(m2, &pid2);
     assert_false(mount_helper_log_has_sanitizer_report(log2));
     assert_int_equal(st, 0);
