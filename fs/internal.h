@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "../kv/client.h"
+#include "dircache.h"
 #include "fs.h"
 #include "io_pool.h"
 
@@ -25,6 +26,7 @@ struct rfs_fs {
     /* Bumped after every change this filesystem sends (fs_changed): an open file may trust
      * the inode it read a moment ago while nothing changed here (fs/readahead.c). */
     _Atomic uint64_t changes;
+    struct fs_dircache dirs; /* directory inodes as last written or read here */
 };
 
 /* Call after sending a change of any inode, entry or block (whatever its outcome). */

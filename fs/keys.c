@@ -86,3 +86,17 @@ int fs_key_dirent_name(const void *key, size_t klen, uint64_t dir, const char **
     *nlen = klen - n;
     return 0;
 }
+
+int fs_key_inode_ino(const void *key, size_t klen, uint64_t *ino)
+{
+    const unsigned char *k = key;
+    uint64_t v = 0;
+    if (klen != 15 || k[0] != 'i' || k[1] != '{' || k[6] != '}') {
+        return -1;
+    }
+    for (int i = 0; i < 8; i++) {
+        v = v << 8 | k[7 + i];
+    }
+    *ino = v;
+    return 0;
+}

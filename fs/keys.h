@@ -48,6 +48,9 @@ size_t fs_key_xattr(char *out, uint64_t ino, const char *name, size_t nlen);
 size_t fs_key_xattr_first(char *out, uint64_t ino);
 size_t fs_key_xattr_end(char *out, uint64_t ino);
 
+/* The inode number of an inode key: 0, or -1 if key is not an inode key. */
+int fs_key_inode_ino(const void *key, size_t klen, uint64_t *ino);
+
 /* The name of a directory entry key (points into key). Returns 0, or -1 if key is not an
  * entry of dir. */
 int fs_key_dirent_name(const void *key, size_t klen, uint64_t dir, const char **name, size_t *nlen);

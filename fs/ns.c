@@ -92,11 +92,19 @@ static bool in_group(const struct rfs_cred *cred, uint32_t gid)
 }
 
 /* The parent directory for a change of its entries: it must be a directory the caller may
- * write and search. */
-static int writable_dir(struct rfs_fs *fs, uint64_t dir, const struct rfs_cred *cred,
+ * write and search. cached: take it from the directory cache if it is there (the
+ * transaction checks its version; a refusal is only ever made on a fresh read). */
+static int writable_dir(struct rfs_fs *fs, uint64_t dir, const struct rfs_cred *cred, bool cached,
                         struct fs_inode *out)
 {
-    int rv = fs_inode_get(fs, dir, out);
+    int rv;
+    if (cached && fs_dircache_get(&fs->dirs, dir, out) == 0) {
+        if (cred == NULL || fs_may(cred, &out->a, W_OK | X_OK)) {
+            return 0;
+        }
+        fs_inode_clear(out);
+    }
+    rv = fs_inode_get(fs, dir, out);
     if (rv != 0) {
         return rv;
     }
@@ -104,6 +112,7 @@ static int writable_dir(struct rfs_fs *fs, uint64_t dir, const struct rfs_cred *
         fs_inode_clear(out);
         return -ENOTDIR;
     }
+    fs_dircache_put(&fs->dirs, out);
     if (cred != NULL && !fs_may(cred, &out->a, W_OK | X_OK)) {
         fs_inode_clear(out);
         return -EACCES;
@@ -145,7 +154,7 @@ static int create_once(struct rfs_fs *fs, uint64_t parent, const char *name, uin
     uint32_t old_mode;
     int64_t now = fs_now_ns();
     bool is_dir = S_ISDIR(mode);
-    int rv = writable_dir(fs, parent, cred, &dir);
+    int rv = writable_dir(fs, parent, cred, optimistic, &dir);
     if (rv != 0) {
         return rv;
     }
@@ -288,7 +297,7 @@ static int link_once(struct rfs_fs *fs, uint64_t ino, uint64_t parent, const cha
     uint64_t old, version;
     uint32_t old_mode;
     int64_t now = fs_now_ns();
-    int rv = writable_dir(fs, parent, cred, &dir);
+    int rv = writable_dir(fs, parent, cred, false, &dir);
     if (rv != 0) {
         return rv;
     }
@@ -410,7 +419,7 @@ static int drop_link(struct rfs_fs *fs, struct txnb *t, struct fs_inode *in, int
 }
 
 static int remove_once(struct rfs_fs *fs, uint64_t parent, const char *name, bool want_dir,
-                       const struct rfs_cred *cred)
+                       const struct rfs_cred *cred, bool cached)
 {
     struct fs_inode dir, in;
     struct txnb t;
@@ -418,7 +427,7 @@ static int remove_once(struct rfs_fs *fs, uint64_t parent, const char *name, boo
     uint64_t ino, version;
     uint32_t mode;
     int64_t now = fs_now_ns();
-    int rv = writable_dir(fs, parent, cred, &dir);
+    int rv = writable_dir(fs, parent, cred, cached, &dir);
     if (rv != 0) {
         return rv;
     }
@@ -469,11 +478,13 @@ static int remove_name(struct rfs_fs *fs, uint64_t parent, const char *name, boo
         return want_dir ? -ENOTEMPTY : -EISDIR;
     }
     for (int i = 0; i < RETRIES; i++) {
-        rv = remove_once(fs, parent, name, want_dir, cred);
+        rv = remove_once(fs, parent, name, want_dir, cred, i == 0);
         if (rv != -EAGAIN) {
             return rv;
         }
-        backoff(i);
+        if (i > 0) { /* the try with the cached directory goes round at once */
+            backoff(i);
+        }
     }
     return -EIO;
 }
@@ -541,7 +552,7 @@ static int side_read(struct rfs_fs *fs, struct side *s, bool same_dir_as_other,
         s->dirnode = *other_dir;
         s->dirnode.target = NULL;
     } else {
-        rv = writable_dir(fs, s->dir, cred, &s->dirnode);
+        rv = writable_dir(fs, s->dir, cred, false, &s->dirnode);
         if (rv != 0) {
             return rv;
         }

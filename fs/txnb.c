@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../common/alloc.h"
 #include "../common/log.h"
@@ -100,6 +101,10 @@ void txnb_put_inode(struct txnb *t, const struct fs_inode *in)
         return;
     }
     add_write(t, key, fs_key_inode(key, in->a.ino), buf, len, false);
+    if (S_ISDIR(in->a.mode) && t->n_dirs < TXNB_MAX_DIRS) {
+        t->dirs[t->n_dirs] = *in;
+        t->dirs[t->n_dirs++].target = NULL; /* not ours; a directory has none */
+    }
 }
 
 void txnb_put_dirent(struct txnb *t, uint64_t dir, const char *name, uint64_t ino, uint32_t mode)
@@ -123,13 +128,24 @@ void txnb_del_dirent(struct txnb *t, uint64_t dir, const char *name)
 int txnb_commit(struct rfs_fs *fs, struct txnb *t)
 {
     char errmsg[RFS_ERRMSG_SIZE];
+    uint64_t version;
     int rv;
     if (t->err != 0) {
         return t->err;
     }
-    rv = kv_client_txn(fs->kv, t->r, t->nr, t->w, t->nw, errmsg);
+    rv = kv_client_txn_ex(fs->kv, t->r, t->nr, t->w, t->nw, &version, errmsg);
     if (t->nw > 0) {
         fs_changed(fs);
+    }
+    for (unsigned i = 0; i < t->nw; i++) {
+        uint64_t ino;
+        if (fs_key_inode_ino(t->w[i].key, t->w[i].klen, &ino) == 0) {
+            fs_dircache_drop(&fs->dirs, ino);
+        }
+    }
+    for (unsigned i = 0; i < t->n_dirs && rv == 0 && version != 0; i++) {
+        t->dirs[i].version = version;
+        fs_dircache_put(&fs->dirs, &t->dirs[i]);
     }
     if (rv != 0 && rv != RFS_ECONFLICT) {
         rfs_warnf("fs: transaction of %u reads and %u writes: %s", t->nr, t->nw, errmsg);

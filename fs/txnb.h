@@ -9,12 +9,18 @@
 #include "../kv/client.h"
 #include "internal.h"
 
+#define TXNB_MAX_DIRS 4
+
 struct txnb {
     struct kv_txn_read *r;
     unsigned nr, cap_r;
     struct kv_txn_write *w;
     unsigned nw, cap_w;
     int err; /* first allocation failure: reported by txnb_commit */
+    /* Directory inodes written (their new state, for the directory cache once the commit
+     * tells their version). */
+    struct fs_inode dirs[TXNB_MAX_DIRS];
+    unsigned n_dirs;
 };
 
 void txnb_init(struct txnb *t);
@@ -28,7 +34,9 @@ void txnb_del(struct txnb *t, const char *key, size_t klen);
 void txnb_put_inode(struct txnb *t, const struct fs_inode *in);
 void txnb_put_dirent(struct txnb *t, uint64_t dir, const char *name, uint64_t ino, uint32_t mode);
 void txnb_del_dirent(struct txnb *t, uint64_t dir, const char *name);
-/* Commit: 0, -EAGAIN (a read key changed: read again and retry), or another -errno. */
+/* Commit: 0, -EAGAIN (a read key changed: read again and retry), or another -errno. Then the
+ * directory cache (fs/dircache.h) forgets every inode the transaction wrote or deleted, and
+ * learns the directories it wrote when their new version is known. */
 int txnb_commit(struct rfs_fs *fs, struct txnb *t);
 
 #endif

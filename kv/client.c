@@ -883,6 +883,13 @@ static int txn_routed(struct kv_client *c, Raftfs__KvRequest *req, const struct 
 int kv_client_txn(struct kv_client *c, const struct kv_txn_read *reads, unsigned n_reads,
                   const struct kv_txn_write *writes, unsigned n_writes, char *errmsg)
 {
+    return kv_client_txn_ex(c, reads, n_reads, writes, n_writes, NULL, errmsg);
+}
+
+int kv_client_txn_ex(struct kv_client *c, const struct kv_txn_read *reads, unsigned n_reads,
+                     const struct kv_txn_write *writes, unsigned n_writes, uint64_t *version,
+                     char *errmsg)
+{
     Raftfs__KvRequest req = RAFTFS__KV_REQUEST__INIT;
     Raftfs__KvReply *rep = NULL;
     Raftfs__TxnRead *r = rfs_calloc(n_reads ? n_reads : 1, sizeof *r);
@@ -890,6 +897,9 @@ int kv_client_txn(struct kv_client *c, const struct kv_txn_read *reads, unsigned
     Raftfs__TxnWrite *w = rfs_calloc(n_writes ? n_writes : 1, sizeof *w);
     Raftfs__TxnWrite **wp = rfs_calloc(n_writes ? n_writes : 1, sizeof *wp);
     int rv = RFS_ENOMEM;
+    if (version != NULL) {
+        *version = 0;
+    }
     if (r == NULL || rp == NULL || w == NULL || wp == NULL) {
         rfs_errmsg_printf(errmsg, "out of memory");
         goto out;
@@ -923,6 +933,9 @@ int kv_client_txn(struct kv_client *c, const struct kv_txn_read *reads, unsigned
     if (rv == RFS_ECONFLICT && rep != NULL && rep->conflict_key.len > 0) {
         rfs_errmsg_printf(errmsg, "conflict on key %.*s", (int)rep->conflict_key.len,
                           (const char *)rep->conflict_key.data);
+    }
+    if (version != NULL) {
+        *version = rv == 0 && rep != NULL && n_writes > 0 ? rep->version : 0;
     }
 out:
     if (rep != NULL) {

@@ -139,6 +139,12 @@ struct kv_txn_write {
 };
 int kv_client_txn(struct kv_client *c, const struct kv_txn_read *reads, unsigned n_reads,
                   const struct kv_txn_write *writes, unsigned n_writes, char *errmsg);
+/* kv_client_txn that also tells the version every written key now has, when the
+ * transaction went as one request to one group (*version 0 otherwise: two-phase commit, no
+ * writes, or a failure). */
+int kv_client_txn_ex(struct kv_client *c, const struct kv_txn_read *reads, unsigned n_reads,
+                     const struct kv_txn_write *writes, unsigned n_writes, uint64_t *version,
+                     char *errmsg);
 
 /* Routing (the operations above on a routed client): the routing key is the key (get, put,
  * append, delete, cas), the start key (scan: a sharded group scans one bucket, so the start

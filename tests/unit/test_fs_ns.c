@@ -513,6 +513,65 @@ static void test_parent_of_directory(void **state)
     assert_int_equal(rfs_fs_parent(f->fs, x, &p), -ENOTDIR);
 }
 
+/* Two filesystems on one cluster (two mounts): each caches the directories it changed, and
+ * the other's changes make those entries stale. A stale entry must never give a wrong
+ * answer: creates and removes through either one land (the other's names included), a
+ * permission the other took away is refused, one it gave is granted, and a directory the
+ * other removed is gone. */
+static void test_directory_cache_of_two_mounts(void **state)
+{
+    struct fs_fixture *f = *state;
+    struct rfs_fs_options o = {0};
+    struct rfs_fs *b = NULL;
+    struct rfs_attr a, set;
+    struct names n = {0};
+    char errmsg[RFS_ERRMSG_SIZE], name[32];
+    uint64_t d;
+    FS_SKIP_IF_NEEDED(f);
+    o.meta = f->s.meta.group;
+    assert_int_equal(rfs_fs_open(&b, &o, errmsg), 0);
+    d = mkdir_ok(f, FS_ROOT_INO, "two");
+    memset(&set, 0, sizeof set);
+    set.mode = S_IFDIR | 0777;
+    assert_int_equal(rfs_fs_setattr(f->fs, d, &set, RFS_SET_MODE, &root_cred, &a), 0);
+    for (int i = 0; i < 20; i++) {
+        struct rfs_fs *who = i % 3 == 0 ? b : f->fs;
+        snprintf(name, sizeof name, "n%d", i);
+        assert_int_equal(rfs_fs_mknod(who, d, name, S_IFREG | 0644, 0, &user_cred, &a), 0);
+    }
+    for (int i = 0; i < 20; i += 2) {
+        struct rfs_fs *who = i % 4 == 0 ? f->fs : b;
+        snprintf(name, sizeof name, "n%d", i);
+        assert_int_equal(rfs_fs_unlink(who, d, name, &user_cred), 0);
+    }
+    assert_int_equal(rfs_fs_readdir(b, d, NULL, collect, &n), 0);
+    assert_int_equal(n.n, 10);
+    assert_int_equal(rfs_fs_getattr(f->fs, d, &a), 0);
+    assert_int_equal(a.nlink, 2);
+
+    /* b takes write permission away; f's cached directory still allows it */
+    set.mode = S_IFDIR | 0755;
+    assert_int_equal(rfs_fs_setattr(b, d, &set, RFS_SET_MODE, &root_cred, &a), 0);
+    assert_int_equal(rfs_fs_mknod(f->fs, d, "refused", S_IFREG | 0644, 0, &user_cred, &a), -EACCES);
+    assert_int_equal(rfs_fs_unlink(f->fs, d, "n1", &user_cred), -EACCES);
+    /* and gives it back: f now caches 0755, which would refuse */
+    set.mode = S_IFDIR | 0777;
+    assert_int_equal(rfs_fs_setattr(b, d, &set, RFS_SET_MODE, &root_cred, &a), 0);
+    assert_int_equal(rfs_fs_mknod(f->fs, d, "granted", S_IFREG | 0644, 0, &user_cred, &a), 0);
+    assert_int_equal(rfs_fs_unlink(f->fs, d, "n1", &user_cred), 0);
+
+    /* b empties and removes the directory f has cached */
+    memset(&n, 0, sizeof n);
+    assert_int_equal(rfs_fs_readdir(b, d, NULL, collect, &n), 0);
+    for (unsigned i = 0; i < n.n; i++) {
+        assert_int_equal(rfs_fs_unlink(b, d, n.list[i], &root_cred), 0);
+    }
+    assert_int_equal(rfs_fs_rmdir(b, FS_ROOT_INO, "two", &root_cred), 0);
+    assert_int_equal(rfs_fs_mknod(f->fs, d, "late", S_IFREG | 0644, 0, &root_cred, &a), -ENOENT);
+    assert_int_equal(rfs_fs_lookup(b, d, "late", &a), -ENOENT);
+    rfs_fs_close(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -526,6 +585,7 @@ int main(void)
         cmocka_unit_test(test_xattr_errors),
         cmocka_unit_test(test_xattrs_go_with_their_inode),
         cmocka_unit_test(test_parent_of_directory),
+        cmocka_unit_test(test_directory_cache_of_two_mounts),
     };
     rfs_log_set_level(RFS_LOG_ERROR);
     /* One cluster for the whole file: the tests use names of their own. */
