@@ -116,12 +116,16 @@ struct cluster_opts {
     bool mnt_set;               /* --mount given (else mnt is ./mnt) */
     bool no_mount;
     bool purge;
-    unsigned timeout_s;         /* each wait */
-    char bin[CLUSTER_PATH_MAX]; /* where raftfs-meta, -shard, -mount are */
-    const char *prog;           /* how we were called, for the hints we print */
+    unsigned timeout_s;                  /* each wait */
+    char bin[CLUSTER_PATH_MAX];          /* where raftfs-meta, -shard, -mount are */
+    const char *prog;                    /* how we were called, for the hints we print */
+    char dir_hint[CLUSTER_PATH_MAX + 8]; /* " --dir DIR" in those hints ("" for the default) */
 };
 
 int cluster_up(const struct cluster_opts *o);
+/* path relative to the working directory when it is under it, for the hints we print
+ * (cluster_cmd.c). */
+const char *cluster_shorten(const char *path);
 int cluster_status(const struct cluster_opts *o);
 int cluster_down(const struct cluster_opts *o);
 

@@ -164,8 +164,7 @@ static void bin_dir(char *out, size_t cap)
     out[n] = '\0';
 }
 
-/* path relative to the working directory when it is under it (for the hints we print). */
-static const char *shorten(const char *path)
+const char *cluster_shorten(const char *path)
 {
     char cwd[PATH_MAX];
     size_t n;
@@ -294,9 +293,9 @@ int cluster_down(const struct cluster_opts *o)
         rc = purge(c);
         goto out;
     }
-    printf("data and logs kept in %s (raftfs cluster up --dir %s starts it again; down --purge "
-           "deletes them)\n",
-           c->dir, c->dir);
+    printf("data and logs kept in %s (%s cluster up%s starts it again; down --purge deletes "
+           "them)\n",
+           c->dir, o->prog, o->dir_hint);
     rc = 0;
 out:
     rfs_free(c);
@@ -413,7 +412,10 @@ int tools_cluster(int argc, char **argv)
     }
     bin_dir(o.bin, sizeof o.bin);
     snprintf(prog, sizeof prog, "%s/raftfs", o.bin);
-    o.prog = shorten(prog);
+    o.prog = cluster_shorten(prog);
+    if (strcmp(dir, DEFAULT_DIR) != 0) {
+        snprintf(o.dir_hint, sizeof o.dir_hint, " --dir %s", cluster_shorten(o.dir));
+    }
     if (help == status_usage) {
         return cluster_status(&o);
     }

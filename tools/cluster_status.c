@@ -3,6 +3,7 @@
  * (exit 0): every process runs and answers, every group has a leader, every bucket has a group,
  * and the mount (if the cluster has one) is mounted with its daemon running. Else exit 1, with
  * what is wrong; exit 2 when there is no cluster in DIR. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,6 +13,26 @@
 #include "meta/meta.h"
 #include "raft/raft.h"
 #include "tools/cluster.h"
+
+#define MAX_PROBLEMS 16
+
+/* What is wrong, one line each (the first MAX_PROBLEMS kept; n counts them all). */
+struct problems {
+    unsigned n;
+    char line[MAX_PROBLEMS][160];
+};
+
+static void problem(struct problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(struct problems *p, const char *fmt, ...)
+{
+    va_list ap;
+    if (p->n < MAX_PROBLEMS) {
+        va_start(ap, fmt);
+        vsnprintf(p->line[p->n], sizeof p->line[0], fmt, ap);
+        va_end(ap);
+    }
+    p->n++;
+}
 
 /* Buckets per group (index gid; [0]: buckets without a group) by the latest configuration. */
 static int bucket_counts(const struct cluster_conf *c, unsigned counts[CLUSTER_MAX_GROUPS + 1],
@@ -40,14 +61,14 @@ static int bucket_counts(const struct cluster_conf *c, unsigned counts[CLUSTER_M
     return rv;
 }
 
-/* Print group gid's lines; returns how many problems it found. */
-static unsigned group_lines(const struct cluster_conf *c, unsigned gid, const unsigned *counts,
-                            bool have_counts)
+/* Print group gid's lines, noting what is wrong. */
+static void group_lines(const struct cluster_conf *c, unsigned gid, const unsigned *counts,
+                        bool have_counts, struct problems *p)
 {
     struct kv_server_status st[CLUSTER_MAX_REPLICAS];
     struct cluster_group_health h;
-    unsigned bad = 0, k = 0;
-    char group[16], buckets[16];
+    unsigned k = 0;
+    char group[16], buckets[16], name[32];
 
     cluster_probe_group(c, gid, st, &h);
     if (gid == 0) {
@@ -75,11 +96,18 @@ static unsigned group_lines(const struct cluster_conf *c, unsigned gid, const un
             printf("%-5s %2u  %-21s %-8s %-9s %-13s %6s %9s %9s %8s\n", group, s->id, s->addr,
                    pidbuf, "no", "-", "-", "-", "-", buckets);
         }
-        bad += pid <= 0 || !st[k].reachable;
+        cluster_server_name(s, name, sizeof name);
+        if (pid <= 0) {
+            problem(p, "%s is not running (its log: %s)", name, s->log);
+        } else if (!st[k].reachable) {
+            problem(p, "%s (pid %d) does not answer (its log: %s)", name, (int)pid, s->log);
+        }
         k++;
     }
-    bad += !h.leader;
-    return bad;
+    if (!h.leader) {
+        problem(p, "%s%s has no leader", gid == 0 ? "the meta group" : "group ",
+                gid == 0 ? "" : group);
+    }
 }
 
 int cluster_status(const struct cluster_opts *o)
@@ -88,7 +116,7 @@ int cluster_status(const struct cluster_opts *o)
     unsigned counts[CLUSTER_MAX_GROUPS + 1];
     char errmsg[RFS_ERRMSG_SIZE] = "";
     uint64_t version = 0;
-    unsigned bad = 0;
+    struct problems p = {0};
     bool have_counts;
     int rv;
 
@@ -111,20 +139,16 @@ int cluster_status(const struct cluster_opts *o)
     if (have_counts) {
         printf(", configuration %llu\n\n", (unsigned long long)version);
     } else {
-        printf("\n(configuration unknown: %s)\n\n", errmsg);
-        bad++;
+        printf("\n\n");
+        problem(&p, "configuration unknown: %s", errmsg);
     }
     printf("%-5s %2s  %-21s %-8s %-9s %-13s %6s %9s %9s %8s\n", "group", "id", "address", "pid",
            "reachable", "role", "term", "commit", "applied", "buckets");
     for (unsigned g = 0; g <= c->groups; g++) {
-        unsigned b = group_lines(c, g, counts, have_counts);
-        if (b > 0) {
-            bad += b;
-        }
+        group_lines(c, g, counts, have_counts, &p);
     }
     if (have_counts && counts[0] > 0) {
-        printf("\n%u bucket(s) have no group (raftfs cluster up joins the groups)\n", counts[0]);
-        bad++;
+        problem(&p, "%u bucket(s) have no group", counts[0]);
     }
     if (c->mnt[0] != '\0') {
         pid_t pid = cluster_proc_running(c->mount_pidfile, c->mnt);
@@ -135,16 +159,21 @@ int cluster_status(const struct cluster_opts *o)
         } else {
             printf("%s\n", mounted ? " (raftfs-mount is not running: stale)" : "");
         }
-        bad += !mounted || pid <= 0;
+        if (!mounted) {
+            problem(&p, "%s is not mounted", c->mnt);
+        } else if (pid <= 0) {
+            problem(&p, "%s is mounted but raftfs-mount is not running", c->mnt);
+        }
     }
-    if (bad == 0) {
+    if (p.n == 0) {
         printf("\nhealthy\n");
     } else {
-        printf("\nNOT healthy: %u problem%s (a '-' pid: the process is not running; reachable "
-               "no: it does not answer; logs in %s/logs). raftfs cluster up --dir %s restarts "
-               "what is missing.\n",
-               bad, bad > 1 ? "s" : "", c->dir, c->dir);
+        printf("\nNOT healthy:\n");
+        for (unsigned i = 0; i < p.n && i < MAX_PROBLEMS; i++) {
+            printf("  %s\n", p.line[i]);
+        }
+        printf("%s cluster up%s restarts what is not running (see --help)\n", o->prog, o->dir_hint);
     }
     rfs_free(c);
-    return bad == 0 ? 0 : 1;
+    return p.n == 0 ? 0 : 1;
 }

@@ -324,10 +324,11 @@ static void print_next(const struct cluster_conf *c, const struct cluster_opts *
 {
     printf("\nthe cluster is up: data, logs and pid files in %s\n\ntry:\n", c->dir);
     if (mounted) {
-        printf("  echo hi > %s/a; cat %s/a\n", c->mnt, c->mnt);
+        const char *m = cluster_shorten(c->mnt);
+        printf("  echo hi > %s/a; cat %s/a\n", m, m);
     }
-    printf("  %s cluster status --dir %s\n", o->prog, c->dir);
-    printf("  %s cluster down --dir %s\n", o->prog, c->dir);
+    printf("  %s cluster status%s\n", o->prog, o->dir_hint);
+    printf("  %s cluster down%s\n", o->prog, o->dir_hint);
 }
 
 int cluster_up(const struct cluster_opts *o)
@@ -368,7 +369,7 @@ int cluster_up(const struct cluster_opts *o)
     if (running == c->n && mount_ok) {
         printf("the cluster in %s is already up: %u servers running%s%s\n", c->dir, c->n,
                want_mount ? ", mounted at " : "", want_mount ? c->mnt : "");
-        printf("(%s cluster status --dir %s shows how it is doing)\n", o->prog, c->dir);
+        printf("(%s cluster status%s shows how it is doing)\n", o->prog, o->dir_hint);
         rc = 0;
         goto out;
     }
