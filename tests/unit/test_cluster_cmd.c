@@ -37,9 +37,9 @@ struct fixture {
     bool skipped;
     char raftfs[300];
     char tmp[256];
-    char dir[300];  /* --dir */
-    char mnt[300];  /* --mount */
-    char out[320];  /* output of the last raftfs command */
+    char dir[300];        /* --dir */
+    char mnt[300];        /* --mount */
+    char out[320];        /* output of the last raftfs command */
     pid_t seen[MAX_PIDS]; /* every daemon pid the test saw, for the teardown */
     unsigned n_seen;
 };
