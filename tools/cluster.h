@@ -102,9 +102,9 @@ struct cluster_group_health {
 void cluster_probe_group(const struct cluster_conf *c, unsigned gid, struct kv_server_status *st,
                          struct cluster_group_health *h);
 /* How many buckets answer a read at the group the latest configuration gives them (each tried
- * once, attempt_ms at most). */
-int cluster_probe_buckets(const struct cluster_conf *c, unsigned attempt_ms, unsigned *serving,
-                          char *errmsg);
+ * once, attempt_ms at most; none after deadline_ms, a cluster_now_ms() time). */
+int cluster_probe_buckets(const struct cluster_conf *c, unsigned attempt_ms, long long deadline_ms,
+                          unsigned *serving, char *errmsg);
 
 /* ---- the subcommands; each returns the exit status ---- */
 

@@ -65,8 +65,8 @@ static bool probe_key(uint32_t b, uint32_t nbuckets, char *key, size_t cap)
     return false;
 }
 
-int cluster_probe_buckets(const struct cluster_conf *c, unsigned attempt_ms, unsigned *serving,
-                          char *errmsg)
+int cluster_probe_buckets(const struct cluster_conf *c, unsigned attempt_ms, long long deadline_ms,
+                          unsigned *serving, char *errmsg)
 {
     struct kv_client *kc = NULL;
     char meta[CLUSTER_MAX_REPLICAS * 64];
@@ -79,7 +79,7 @@ int cluster_probe_buckets(const struct cluster_conf *c, unsigned attempt_ms, uns
     if (rv != 0) {
         return rv;
     }
-    for (uint32_t b = 0; b < c->buckets; b++) {
+    for (uint32_t b = 0; b < c->buckets && cluster_now_ms() < deadline_ms; b++) {
         struct kv_client_value v;
         char key[64];
         if (!probe_key(b, c->buckets, key, sizeof key)) {

@@ -205,6 +205,7 @@ unsigned cluster_proc_stop(const pid_t *pids, unsigned n, int timeout_ms)
     for (unsigned i = 0; i < n; i++) {
         if (pids[i] > 0) {
             kill(pids[i], SIGTERM);
+            kill(pids[i], SIGCONT); /* a stopped process acts on SIGTERM only once continued */
         }
     }
     wait_gone(pids, n, timeout_ms);

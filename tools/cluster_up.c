@@ -180,7 +180,7 @@ static int wait_buckets(const struct cluster_conf *c, const struct cluster_opts 
     for (;;) {
         char errmsg[RFS_ERRMSG_SIZE] = "";
         unsigned serving = 0;
-        int rv = cluster_probe_buckets(c, 2000, &serving, errmsg);
+        int rv = cluster_probe_buckets(c, 2000, deadline, &serving, errmsg);
         if (rv == 0 && serving != last) {
             fprintf(stderr, "buckets: %u/%u serving\n", serving, c->buckets);
             last = serving;
