@@ -225,6 +225,13 @@ bench-txn:
 bench-fs:
 	bench/fs_vs_passthrough.sh $(BENCH_FS_ARGS)
 
+# A whole cluster on this machine, mounted at ./mnt: a meta group and two shard groups of three
+# servers, state under ./raftfs-cluster (docs/cluster.md). Stop it with bin/raftfs cluster down.
+.PHONY: demo
+demo: deps
+	$(MAKE) MODE=release bins
+	bin/raftfs cluster up
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 

@@ -1,5 +1,5 @@
 /* raftfs: the command-line tool. Subcommands: kv (talk to a shard group, or to the cluster
- * through the meta group), meta, bench. */
+ * through the meta group), meta, bench, cluster (a local cluster: tools/cluster_cmd.c). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -22,6 +22,8 @@ static void usage(FILE *f)
                "  kv      read and write keys (raftfs kv --help)\n"
                "  meta    join, leave, move, query the meta group (raftfs meta --help)\n"
                "  bench   measure throughput and latency of a shard group (raftfs bench --help)\n"
+               "  cluster up, status, down: a whole cluster on this machine, mounted\n"
+               "          (raftfs cluster --help)\n"
                "\n"
                "Exit status: 0 success, 1 a negative answer (key not found, condition failed),\n"
                "2 an error (bad usage, cluster unreachable).\n");
@@ -540,6 +542,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "bench") == 0) {
         return tools_bench(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "cluster") == 0) {
+        return tools_cluster(argc - 1, argv + 1);
     }
     fprintf(stderr, "raftfs: unknown command '%s' (see raftfs --help)\n", argv[1]);
     return 2;
