@@ -15,7 +15,7 @@
  * waits for the jobs, writes what is left, then commits the inode). Until then nobody sees
  * the new size: after a crash the file has its old size, as after a crash of a local file
  * system before fsync. Two jobs never write the same block at once: a hand-off whose blocks
- * overlap those of the jobs in flight waits for them first. A job that fails leaves its
+ * overlap those of a job in flight waits for the jobs first. A job that fails leaves its
  * error for the next write or sync point (like the kernel's writeback errors: the bytes are
  * lost, the call that learns it fails with -EIO or the job's error).
  *
@@ -48,11 +48,16 @@ struct rfs_file {
     char *buf;          /* the buffered bytes, rfs_malloc'd */
     size_t len, cap;
     uint64_t off; /* where buf[0] goes (not used when appending) */
-    /* Write-behind: jobs in wb; blocks [wb_lo, wb_hi) hold every block a job in flight
-     * writes. dirty: blocks were written (or are in flight) since the inode was read into
-     * base, and its update is owed, with size at least dirty_end. */
+    /* Write-behind: jobs in wb, each holding a slot of wb_slots with the blocks it writes
+     * (wb_mu, which the jobs take, protects the slots). dirty: blocks were written (or are
+     * in flight) since the inode was read into base, and its update is owed, with size at
+     * least dirty_end. */
     struct fs_io_batch wb;
-    uint64_t wb_lo, wb_hi;
+    pthread_mutex_t wb_mu;
+    struct wb_slot {
+        bool busy;
+        uint64_t lo, hi; /* blocks [lo, hi) */
+    } wb_slots[WB_MAX_JOBS];
     bool dirty;
     struct fs_inode base;
     uint64_t dirty_end;
@@ -62,6 +67,7 @@ struct rfs_file {
 
 struct wb_job {
     struct rfs_file *f;
+    struct wb_slot *slot;
     uint64_t off, old_size;
     size_t len;
     char data[];
@@ -78,6 +84,7 @@ struct rfs_file *rfs_file_open(struct rfs_fs *fs, uint64_t ino, int flags)
     f->flags = flags;
     pthread_mutex_init(&f->mu, NULL);
     fs_io_batch_init(&f->wb);
+    pthread_mutex_init(&f->wb_mu, NULL);
     fs_readahead_init(&f->ra, fs, ino);
     return f;
 }
@@ -94,6 +101,9 @@ static int wb_run(void *arg)
     int rv = fs_data_put(job->f->fs, job->f->ino, job->old_size, job->off, job->data, job->len,
                          &created);
     atomic_fetch_add(&job->f->created, created);
+    pthread_mutex_lock(&job->f->wb_mu);
+    job->slot->busy = false; /* before the batch counts the job done: a waiter finds it free */
+    pthread_mutex_unlock(&job->f->wb_mu);
     rfs_free(job);
     return rv;
 }
@@ -120,33 +130,50 @@ static int wb_handoff(struct rfs_file *f, size_t n)
 {
     uint64_t lo = f->off / FS_BLOCK_SIZE;
     uint64_t hi = (f->off + n + FS_BLOCK_SIZE - 1) / FS_BLOCK_SIZE;
+    struct wb_slot *slot;
     struct wb_job *job;
     int rv = dirty_begin(f);
     if (rv != 0) {
         return rv;
     }
     /* never two jobs on one block at once; never more than WB_MAX_JOBS */
-    rv = fs_io_batch_wait(&f->wb, lo < f->wb_hi && f->wb_lo < hi ? 0 : WB_MAX_JOBS - 1);
-    if (rv != 0) {
-        return rv;
+    for (;;) {
+        bool overlap = false;
+        slot = NULL;
+        pthread_mutex_lock(&f->wb_mu);
+        for (unsigned i = 0; i < WB_MAX_JOBS; i++) {
+            struct wb_slot *w = &f->wb_slots[i];
+            if (w->busy && lo < w->hi && w->lo < hi) {
+                overlap = true;
+            } else if (!w->busy && slot == NULL) {
+                slot = w;
+            }
+        }
+        if (!overlap && slot != NULL) {
+            *slot = (struct wb_slot){.busy = true, .lo = lo, .hi = hi};
+        }
+        pthread_mutex_unlock(&f->wb_mu);
+        if (!overlap && slot != NULL) {
+            break;
+        }
+        rv = fs_io_batch_wait(&f->wb, overlap ? 0 : WB_MAX_JOBS - 1);
+        if (rv != 0) {
+            return rv;
+        }
     }
     job = rfs_malloc(sizeof *job + n);
-    if (job == NULL) {
-        return -ENOMEM;
+    if (job != NULL) {
+        *job = (struct wb_job){
+            .f = f, .slot = slot, .off = f->off, .old_size = f->base.a.size, .len = n};
+        memcpy(job->data, f->buf, n);
+        rv = fs_io_submit(f->fs->io, &f->wb, wb_run, job);
     }
-    *job = (struct wb_job){.f = f, .off = f->off, .old_size = f->base.a.size, .len = n};
-    memcpy(job->data, f->buf, n);
-    if (fs_io_batch_pending(&f->wb) == 0) {
-        f->wb_lo = lo;
-        f->wb_hi = hi;
-    } else {
-        f->wb_lo = lo < f->wb_lo ? lo : f->wb_lo;
-        f->wb_hi = hi > f->wb_hi ? hi : f->wb_hi;
-    }
-    rv = fs_io_submit(f->fs->io, &f->wb, wb_run, job);
-    if (rv != 0) {
+    if (job == NULL || rv != 0) {
         rfs_free(job);
-        return rv;
+        pthread_mutex_lock(&f->wb_mu);
+        slot->busy = false;
+        pthread_mutex_unlock(&f->wb_mu);
+        return -ENOMEM;
     }
     if (f->off + n > f->dirty_end) {
         f->dirty_end = f->off + n;
@@ -349,6 +376,7 @@ void rfs_file_release(struct rfs_file *f)
     }
     (void)fs_io_batch_wait(&f->wb, 0);
     fs_io_batch_destroy(&f->wb);
+    pthread_mutex_destroy(&f->wb_mu);
     fs_readahead_clear(&f->ra);
     pthread_mutex_destroy(&f->mu);
     rfs_free(f->buf);

@@ -16,6 +16,9 @@
  * files. */
 #define FS_IO_THREADS 8
 
+#define FS_NOCAP_SLOTS 256
+#define FS_NOCAP_MS    1000
+
 struct rfs_fs {
     struct kv_client *kv;   /* routed: every key goes to its bucket's group */
     struct kv_client *meta; /* the meta group: id allocation */
@@ -27,6 +30,14 @@ struct rfs_fs {
      * the inode it read a moment ago while nothing changed here (fs/readahead.c). */
     _Atomic uint64_t changes;
     struct fs_dircache dirs; /* directory inodes as last written or read here */
+    /* Inodes found without security.capability, which the kernel asks for before every
+     * write(2): trusted for FS_NOCAP_MS while no xattr changed through this filesystem
+     * (fs/xattr.c). Protected by nocap_mu. */
+    pthread_mutex_t nocap_mu;
+    struct fs_nocap {
+        uint64_t ino, ms, gen;
+    } nocap[FS_NOCAP_SLOTS];
+    _Atomic uint64_t xattr_changes;
 };
 
 /* Call after sending a change of any inode, entry or block (whatever its outcome). */

@@ -126,6 +126,7 @@ static int change_once(struct rfs_fs *fs, uint64_t ino, const char *name, const 
     node.a.ctime_ns = fs_now_ns();
     txnb_put_inode(&t, &node);
     rv = txnb_commit(fs, &t);
+    atomic_fetch_add(&fs->xattr_changes, 1);
     txnb_free(&t);
     fs_inode_clear(&node);
     return rv;
@@ -183,13 +184,57 @@ static int inode_exists(struct rfs_fs *fs, uint64_t ino)
     return rv;
 }
 
+/* The kernel asks for security.capability before every write(2) (to drop file capabilities
+ * on a write), which would cost two requests per write: an inode found without it is
+ * remembered for FS_NOCAP_MS while no attribute changes through this filesystem, as the
+ * kernel's attribute cache would. */
+static bool is_capability(const char *name)
+{
+    return strcmp(name, "security.capability") == 0;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct fs_nocap *nocap_slot(struct rfs_fs *fs, uint64_t ino)
+{
+    return &fs->nocap[(ino * 0x9E3779B97F4A7C15ull >> 32) % FS_NOCAP_SLOTS];
+}
+
+static bool nocap_known(struct rfs_fs *fs, uint64_t ino)
+{
+    struct fs_nocap *n = nocap_slot(fs, ino);
+    bool known;
+    pthread_mutex_lock(&fs->nocap_mu);
+    known = n->ino == ino && n->gen == atomic_load(&fs->xattr_changes) &&
+            mono_ms() - n->ms < FS_NOCAP_MS;
+    pthread_mutex_unlock(&fs->nocap_mu);
+    return known;
+}
+
+static void nocap_learn(struct rfs_fs *fs, uint64_t ino, uint64_t gen)
+{
+    struct fs_nocap *n = nocap_slot(fs, ino);
+    pthread_mutex_lock(&fs->nocap_mu);
+    *n = (struct fs_nocap){.ino = ino, .ms = mono_ms(), .gen = gen};
+    pthread_mutex_unlock(&fs->nocap_mu);
+}
+
 int rfs_fs_getxattr(struct rfs_fs *fs, uint64_t ino, const char *name, void *buf, size_t cap,
                     size_t *len)
 {
     struct kv_client_value v;
+    uint64_t gen = atomic_load(&fs->xattr_changes);
     int rv = check_name(name);
     if (rv != 0) {
         return rv;
+    }
+    if (is_capability(name) && nocap_known(fs, ino)) {
+        return -ENODATA;
     }
     memset(&v, 0, sizeof v);
     rv = xattr_read(fs, ino, name, &v);
@@ -200,6 +245,9 @@ int rfs_fs_getxattr(struct rfs_fs *fs, uint64_t ino, const char *name, void *buf
         kv_client_value_clear(&v);
         /* attributes go with their inode: none for an inode that is gone */
         rv = inode_exists(fs, ino);
+        if (rv == 0 && is_capability(name)) {
+            nocap_learn(fs, ino, gen);
+        }
         return rv != 0 ? rv : -ENODATA;
     }
     *len = v.value.len;
