@@ -155,7 +155,8 @@ $(FUZZ_OUT)/%: tests/fuzz/%.c $(FUZZ_OUT)/libraftfs.a | $(PROTO_GEN)
 
 # Debian packages the build and the tests need; installed only when missing.
 DEB_PKGS := build-essential pkg-config clang-format libfuse3-dev fuse3 libprotobuf-c-dev \
-            protobuf-c-compiler libleveldb-dev libcmocka-dev clang libclang-rt-14-dev
+            protobuf-c-compiler libleveldb-dev libcmocka-dev clang libclang-rt-14-dev \
+            iproute2 iptables
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || \
