@@ -96,6 +96,21 @@ static int parse_uint(const char *where, const char *flag, const char *s, unsign
     return 0;
 }
 
+/* parse_uint with a lower bound too (the message gives the range). */
+static int parse_range(const char *where, const char *flag, const char *s, unsigned long long min,
+                       unsigned long long max, unsigned long long *out)
+{
+    if (parse_uint(where, flag, s, max, out) != 0) {
+        return -1;
+    }
+    if (*out < min) {
+        fprintf(stderr, "%s: %s needs a whole number from %llu to %llu, got '%s'\n", where, flag,
+                min, max, s);
+        return -1;
+    }
+    return 0;
+}
+
 /* Split a comma-separated list in place. */
 static int split_peers(const char *where, char *list, struct rfs_server_config *cfg)
 {
@@ -213,8 +228,7 @@ static int parse_args(const struct rfs_server_cli *cli, const struct rfs_config_
                 out->chunk = (unsigned)v;
                 break;
             case 'b':
-                if (parse_uint(where, "--buckets", optarg, cli->max_buckets, buckets) != 0 ||
-                    *buckets == 0) {
+                if (parse_range(where, "--buckets", optarg, 1, cli->max_buckets, buckets) != 0) {
                     return 2;
                 }
                 break;
@@ -225,25 +239,25 @@ static int parse_args(const struct rfs_server_cli *cli, const struct rfs_config_
                 cfg->min_free_mb = v;
                 break;
             case 't':
-                if (parse_uint(where, "--tick-ms", optarg, 10000, &v) != 0 || v == 0) {
+                if (parse_range(where, "--tick-ms", optarg, 1, 10000, &v) != 0) {
                     return 2;
                 }
                 cfg->tick_ms = (unsigned)v;
                 break;
             case 'e':
-                if (parse_uint(where, "--election-ticks", optarg, 1000, &v) != 0 || v < 2) {
+                if (parse_range(where, "--election-ticks", optarg, 2, 1000, &v) != 0) {
                     return 2;
                 }
                 cfg->election_ticks = (unsigned)v;
                 break;
             case 'H':
-                if (parse_uint(where, "--heartbeat-ticks", optarg, 1000, &v) != 0 || v == 0) {
+                if (parse_range(where, "--heartbeat-ticks", optarg, 1, 1000, &v) != 0) {
                     return 2;
                 }
                 cfg->heartbeat_ticks = (unsigned)v;
                 break;
             case 's':
-                if (parse_uint(where, "--snapshot-every", optarg, ~0ull, &v) != 0 || v == 0) {
+                if (parse_range(where, "--snapshot-every", optarg, 1, ~0ull, &v) != 0) {
                     return 2;
                 }
                 cfg->snapshot_every = v;
