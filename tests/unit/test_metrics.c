@@ -8,11 +8,17 @@
  * exposition format 0.0.4 (HELP/TYPE once per family and before its samples, every sample
  * `name{labels} value` of a declared family); a path other than /metrics is 404, another
  * method 405; binary junk, a 100 KB header and a malformed request line get 400 and the
- * connection closes (the 100 KB one may see a reset instead of the 400, see the test); a client
- * that sends nothing, or one byte at a time, is answered 408 and closed; connections over the limit
- * are closed; after all of it the group still takes puts and serves metrics. The last test stops
- * the servers with SIGTERM and fails on any sanitizer report in their logs. Every wait is bounded.
- */
+ * connection closes (the 100 KB one may see a reset instead of the 400, see the test); a
+ * client that sends nothing, or one byte at a time, is answered 408 and closed; connections
+ * over the limit are closed; after all of it the group still takes puts and serves metrics.
+ * The last test of the group stops the servers with SIGTERM and fails on any sanitizer report
+ * in their logs.
+ *
+ * A second group of tests runs a sharded cluster (a meta server and two one-server shard
+ * groups, all with --metrics): after group 2 joins and half of the buckets move to it, its
+ * mover counters show the pulled and installed records and the moved buckets, the bucket
+ * gauges of both groups show the new split, and the meta server reports role "meta" and its
+ * own requests. Every wait is bounded. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,8 +41,10 @@
 
 #include "common/err.h"
 #include "kv/client.h"
+#include "meta/meta.h"
 #include "tests/lib/cluster.h"
 #include "tests/lib/proc.h"
+#include "tests/lib/sharded.h"
 
 #define N_SERVERS    3
 #define GROUP_ID     1
@@ -409,7 +417,7 @@ static double sample_or_zero(const char *body, const char *series)
 /* ---- the group ---- */
 
 struct port_wait {
-    struct cluster *c;
+    const struct cluster *c;
     unsigned i;
     int port;
 };
@@ -802,6 +810,161 @@ static void test_servers_stop_cleanly_without_sanitizer_reports(void **state)
     assert_int_equal(cluster_sanitizer_errors(&f->c), 0);
 }
 
+/* ---- a sharded cluster ---- */
+
+#define SHARD_KEYS 200
+
+struct sfix {
+    bool skip;
+    char why[300];
+    struct sharded s;
+    struct kv_client *rc; /* routed over the meta group */
+    int meta_port, g_port[2];
+};
+
+static int logged_port(const struct cluster *c, unsigned i)
+{
+    struct port_wait w = {c, i, 0};
+    if (!wait_until(metrics_port_logged, &w, 10000)) {
+        return -1;
+    }
+    return w.port;
+}
+
+static int sharded_setup(void **state)
+{
+    struct sfix *f = calloc(1, sizeof *f);
+    char errmsg[RFS_ERRMSG_SIZE];
+    assert_non_null(f);
+    *state = f;
+    if (!cluster_bins_present(f->why, sizeof f->why)) {
+        f->skip = true;
+        return 0;
+    }
+    /* sharded_start() with --metrics for the meta server too. */
+    if (cluster_start_binary(&f->s.meta, "raftfs-meta", 1, false, "--metrics 127.0.0.1:0",
+                             errmsg) != 0 ||
+        sharded_client(&f->s.mc, f->s.meta.group, META_GROUP_ID, false, 15000, errmsg) != 0 ||
+        sharded_start_group(&f->s, 1, 1, false, "--metrics 127.0.0.1:0", errmsg) != 0 ||
+        sharded_start_group(&f->s, 2, 1, false, "--metrics 127.0.0.1:0", errmsg) != 0 ||
+        sharded_join(&f->s, 1, errmsg) != 0 || sharded_wait_settled(&f->s, 20000, errmsg) != 0 ||
+        sharded_client(&f->rc, f->s.meta.group, 0, true, 15000, errmsg) != 0) {
+        fprintf(stderr, "sharded cluster: %s\n", errmsg);
+        goto err;
+    }
+    f->meta_port = logged_port(&f->s.meta, 0);
+    f->g_port[0] = logged_port(&f->s.g[0], 0);
+    f->g_port[1] = logged_port(&f->s.g[1], 0);
+    if (f->meta_port < 0 || f->g_port[0] < 0 || f->g_port[1] < 0) {
+        fprintf(stderr, "a server logged no metrics port\n");
+        goto err;
+    }
+    return 0;
+err:
+    kv_client_free(f->rc);
+    sharded_destroy(&f->s);
+    free(f);
+    *state = NULL;
+    return -1;
+}
+
+static int sharded_teardown(void **state)
+{
+    struct sfix *f = *state;
+    int bad = 0;
+    if (f == NULL) {
+        return 0;
+    }
+    kv_client_free(f->rc);
+    if (!f->skip) {
+        bad = sharded_destroy(&f->s);
+    }
+    free(f);
+    if (bad != 0) {
+        fprintf(stderr, "sanitizer reports in %d logs of the sharded cluster\n", bad);
+        return -1;
+    }
+    return 0;
+}
+
+static char *scrape_port(int port)
+{
+    struct fixture tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.mport[0] = port;
+    return scrape(&tmp, 0);
+}
+
+static void test_bucket_moves_show_in_mover_and_bucket_metrics(void **state)
+{
+    struct sfix *f = *state;
+    char key[64], val[256], errmsg[RFS_ERRMSG_SIZE];
+    char *g1, *g2;
+    if (f->skip) {
+        printf("SKIPPED: %s\n", f->why);
+        skip();
+    }
+    memset(val, 'v', sizeof val - 1);
+    val[sizeof val - 1] = '\0';
+    for (unsigned i = 0; i < SHARD_KEYS; i++) {
+        snprintf(key, sizeof key, "moving-%u", i);
+        if (kv_client_put(f->rc, key, strlen(key), val, strlen(val), NULL, errmsg) != 0) {
+            fail_msg("put %s: %s", key, errmsg);
+        }
+    }
+    g1 = scrape_port(f->g_port[0]);
+    assert_true(sample(g1, "raftfs_buckets{state=\"SERVING\"}") == 64);
+    free(g1);
+    assert_int_equal(sharded_join(&f->s, 2, errmsg), 0);
+    if (sharded_wait_settled(&f->s, 30000, errmsg) != 0) {
+        fail_msg("after join 2: %s", errmsg);
+    }
+    g1 = scrape_port(f->g_port[0]);
+    g2 = scrape_port(f->g_port[1]);
+    check_exposition(g1, 1);
+    check_exposition(g2, 2);
+    if (!(sample(g2, "raftfs_buckets{state=\"SERVING\"}") == 32 &&
+          sample(g2, "raftfs_buckets{state=\"NOT_OWNED\"}") == 32 &&
+          sample(g1, "raftfs_buckets{state=\"SERVING\"}") == 32 &&
+          sample(g1, "raftfs_buckets{state=\"NOT_OWNED\"}") == 32)) {
+        fail_msg("bucket states after the move:\n%s\n%s", g1, g2);
+    }
+    if (!(sample(g2, "raftfs_mover_buckets_moved_total") == 32 &&
+          sample(g2, "raftfs_mover_buckets_pulled_total") == 32 &&
+          sample(g2, "raftfs_mover_pulled_records_total") >= SHARD_KEYS / 4 &&
+          sample(g2, "raftfs_mover_installed_records_total") ==
+              sample(g2, "raftfs_mover_pulled_records_total") &&
+          sample(g2, "raftfs_mover_installed_bytes_total") >= (SHARD_KEYS / 4) * 255.0 &&
+          sample(g2, "raftfs_mover_configs_applied_total") >= 1 &&
+          sample(g1, "raftfs_mover_buckets_moved_total") == 0)) {
+        fail_msg("mover counters after the move:\n%s\n%s", g1, g2);
+    }
+    /* The old owner answered the pulls and the deletes. */
+    assert_true(sample(g1, "raftfs_requests_total{op=\"KV_BUCKET_PULL\",result=\"ok\"}") >= 32);
+    assert_true(sample(g1, "raftfs_requests_total{op=\"KV_BUCKET_GC\",result=\"ok\"}") >= 32);
+    free(g1);
+    free(g2);
+}
+
+static void test_meta_server_serves_its_metrics(void **state)
+{
+    struct sfix *f = *state;
+    char *body;
+    if (f->skip) {
+        printf("SKIPPED: %s\n", f->why);
+        skip();
+    }
+    body = scrape_port(f->meta_port);
+    check_exposition(body, 0);
+    assert_true(sample(body, "raftfs_server_info{role=\"meta\",group=\"0\",node=\"0\"}") == 1);
+    assert_true(sample(body, "raftfs_raft_role{role=\"leader\"}") == 1);
+    assert_true(sample(body, "raftfs_requests_total{op=\"KV_META_WRITE\",result=\"ok\"}") >= 2);
+    assert_true(sample(body, "raftfs_requests_total{op=\"KV_META_READ\",result=\"ok\"}") >= 1);
+    assert_null(strstr(body, "raftfs_buckets")); /* shard servers only */
+    assert_null(strstr(body, "raftfs_mover_"));
+    free(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -814,5 +977,11 @@ int main(void)
         cmocka_unit_test(test_connections_over_the_limit_are_closed),
         cmocka_unit_test(test_servers_stop_cleanly_without_sanitizer_reports),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    const struct CMUnitTest sharded_tests[] = {
+        cmocka_unit_test(test_bucket_moves_show_in_mover_and_bucket_metrics),
+        cmocka_unit_test(test_meta_server_serves_its_metrics),
+    };
+    int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return failed +
+           cmocka_run_group_tests_name("sharded", sharded_tests, sharded_setup, sharded_teardown);
 }
