@@ -193,6 +193,22 @@ static void conn_free(struct rpc_conn *c)
                          MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)n;
     }
+    if (c->close_flushed) {
+        /* A reply that ends the connection (an HTTP error) was sent while the client may
+         * still be sending: closing with unread input makes TCP send a reset, which can
+         * destroy the reply before the client reads it. Send a FIN first and drop what has
+         * arrived (bounded; more arriving later can still cause the reset). */
+        unsigned char sink[4096];
+        size_t drained = 0;
+        shutdown(c->io.fd, SHUT_WR);
+        while (drained < CONN_READ_CHUNK * 16) {
+            ssize_t n = recv(c->io.fd, sink, sizeof sink, MSG_DONTWAIT);
+            if (n <= 0) {
+                break;
+            }
+            drained += (size_t)n;
+        }
+    }
     close(c->io.fd);
     c->io.fd = -1;
     if (c->peer != NULL) {

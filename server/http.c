@@ -324,6 +324,9 @@ static void on_sweep(struct rpc_timer *t, void *data)
     for (struct http_conn *hc = h->conns; hc != NULL; hc = hc->next) {
         if (!hc->answered && now - hc->opened_ms >= HTTP_REQUEST_MS) {
             respond_error(hc, 408, "no whole request in time");
+        } else if (hc->answered && now - hc->opened_ms >= HTTP_REQUEST_MS * 6) {
+            /* A client that does not take its response must not hold a slot for ever. */
+            rpc_conn_close(hc->c, "HTTP response not taken in time");
         }
     }
 }

@@ -4,7 +4,8 @@
  * One request per connection: the reply carries "Connection: close" and the connection
  * closes once it is sent. A request (line and headers) longer than HTTP_MAX_REQUEST
  * bytes, or one that does not parse, gets 400 and the connection closes; so does a
- * connection that has not sent a whole request within HTTP_REQUEST_MS. At most
+ * connection that has not sent a whole request within HTTP_REQUEST_MS (408); one that has
+ * not taken its response within 6 * HTTP_REQUEST_MS of connecting is closed. At most
  * HTTP_MAX_CONNS connections are open at once; more are closed as they arrive. Nothing
  * here blocks: the handler runs in the loop thread and must not either. */
 #ifndef SERVER_HTTP_H
