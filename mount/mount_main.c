@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/config.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "fs/fs.h"
@@ -35,16 +36,66 @@ struct mount_opts {
         t, offsetof(struct mount_opts, p), 1                                                       \
     }
 
+/* fuse_opt applies every template an argument matches, and "--meta %s" also matches
+ * "--meta=X" (taking "=X" as the value), so there are only the two-argument forms here and
+ * split_eq_forms() turns "--meta=X" into "--meta" "X" first. */
 static const struct fuse_opt mount_opt_spec[] = {
-    MOUNT_OPT("--meta=%s", meta),
     MOUNT_OPT("--meta %s", meta),
-    MOUNT_OPT("--cache-timeout=%lf", cache_timeout),
     MOUNT_OPT("--cache-timeout %lf", cache_timeout),
-    MOUNT_OPT("--timeout=%u", timeout_ms),
     MOUNT_OPT("--timeout %u", timeout_ms),
-    MOUNT_OPT("--log-level=%s", log_level),
     MOUNT_OPT("--log-level %s", log_level),
     FUSE_OPT_END,
+};
+
+/* argv with "--meta=X" (and the other raftfs flags) as two arguments, in *out (argc + 1
+ * pointers; the split halves are strdup'ed and listed in owned[], freed by the caller with
+ * free()). Returns the new argc, or -1 when out of memory. */
+static int split_eq_forms(int argc, char **argv, char ***out, char ***owned, int *n_owned)
+{
+    static const char *const names[] = {"--meta", "--cache-timeout", "--timeout", "--log-level"};
+    char **av = calloc((size_t)(2 * argc + 1), sizeof *av);
+    char **own = calloc((size_t)(2 * argc + 1), sizeof *own);
+    int n = 0, no = 0;
+    if (av == NULL || own == NULL) {
+        free(av);
+        free(own);
+        return -1;
+    }
+    for (int i = 0; i < argc; i++) {
+        const char *eq = i > 0 && strncmp(argv[i], "--", 2) == 0 ? strchr(argv[i], '=') : NULL;
+        int split = 0;
+        for (unsigned k = 0; eq != NULL && k < sizeof names / sizeof names[0]; k++) {
+            split |= strlen(names[k]) == (size_t)(eq - argv[i]) &&
+                     strncmp(argv[i], names[k], (size_t)(eq - argv[i])) == 0;
+        }
+        if (strcmp(argv[i], "--") == 0) {
+            eq = NULL; /* the rest is not options */
+        }
+        if (!split) {
+            av[n++] = argv[i];
+            continue;
+        }
+        own[no] = strndup(argv[i], (size_t)(eq - argv[i]));
+        own[no + 1] = strdup(eq + 1);
+        if (own[no] == NULL || own[no + 1] == NULL) {
+            free(own[no]);
+            free(own[no + 1]);
+            break;
+        }
+        av[n++] = own[no++];
+        av[n++] = own[no++];
+    }
+    *out = av;
+    *owned = own;
+    *n_owned = no;
+    return n;
+}
+
+/* What a --config file may set (docs/config.md): the raftfs flags, plus FUSE's -o and -f. */
+static const struct rfs_config_key mount_config_keys[] = {
+    {"meta", RFS_CONFIG_STRING, NULL},    {"cache-timeout", RFS_CONFIG_NUMBER, NULL},
+    {"timeout", RFS_CONFIG_UINT, NULL},   {"log-level", RFS_CONFIG_STRING, NULL},
+    {"options", RFS_CONFIG_STRING, "-o"}, {"foreground", RFS_CONFIG_BOOL, "-f"},
 };
 
 static void usage(const char *prog)
@@ -62,6 +113,12 @@ static void usage(const char *prog)
            "    --timeout MS           one cluster operation; past it the call fails with EIO\n"
            "                           (default 10000)\n"
            "    --log-level LEVEL      error|warn|info|debug|trace (default warn; -d: debug)\n"
+           "    --config FILE          read settings from FILE: lines 'key = value' (meta,\n"
+           "                           cache-timeout, timeout, log-level, options for -o,\n"
+           "                           foreground = true for -f); flags given here override\n"
+           "                           it (docs/config.md)\n"
+           "    (--metrics is a flag of the servers, raftfs-shard and raftfs-meta; the mount\n"
+           "    daemon serves no metrics yet: docs/observability.md)\n"
            "\n",
            prog, MOUNT_CACHE_TIMEOUT);
     fuse_cmdline_help();
@@ -153,7 +210,10 @@ static int run_session(struct fuse_session *se, const struct fuse_cmdline_opts *
 
 int main(int argc, char **argv)
 {
-    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    struct rfs_config_args cargs;
+    struct fuse_args args;
+    char **av = NULL, **owned = NULL;
+    int ac, n_owned = 0;
     struct mount_opts mo = {.cache_timeout = MOUNT_CACHE_TIMEOUT};
     struct fuse_cmdline_opts co;
     struct rfs_fs_options fo = {0};
@@ -165,6 +225,19 @@ int main(int argc, char **argv)
     int status = 1, bg = -1, rv;
 
     memset(&co, 0, sizeof co);
+    /* The config file's settings go before the command line's, which override them. */
+    if (rfs_config_args_init(&cargs, argc, argv, mount_config_keys,
+                             sizeof mount_config_keys / sizeof mount_config_keys[0], errmsg) != 0) {
+        fprintf(stderr, "raftfs-mount: %s\n", errmsg);
+        return 2;
+    }
+    ac = split_eq_forms(cargs.argc, cargs.argv, &av, &owned, &n_owned);
+    if (ac < 0) {
+        fprintf(stderr, "raftfs-mount: out of memory\n");
+        rfs_config_args_close(&cargs);
+        return 1;
+    }
+    args = (struct fuse_args)FUSE_ARGS_INIT(ac, av);
     if (getenv("RAFTFS_META") != NULL) {
         mo.meta = strdup(getenv("RAFTFS_META"));
     }
@@ -208,10 +281,17 @@ int main(int argc, char **argv)
         goto out;
     }
     rfs_log_set_level(level);
-    rfs_log_set_tag("mount");
 
     if (!co.foreground) {
         bg = background_start();
+    }
+    {
+        /* No group or node: the host and the (daemon's) pid name this mount in logs. */
+        char host[64] = "?", tag[128];
+        gethostname(host, sizeof host - 1);
+        host[sizeof host - 1] = '\0';
+        snprintf(tag, sizeof tag, "mount %s/p%d", host, (int)getpid());
+        rfs_log_set_tag(tag);
     }
     fo.meta = mo.meta;
     fo.timeout_ms = mo.timeout_ms;
@@ -254,5 +334,11 @@ out:
     free(mo.meta);
     free(mo.log_level);
     fuse_opt_free_args(&args);
+    for (int i = 0; i < n_owned; i++) {
+        free(owned[i]);
+    }
+    free(owned);
+    free(av);
+    rfs_config_args_close(&cargs);
     return status;
 }

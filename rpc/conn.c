@@ -23,7 +23,11 @@
  * rpc_conn_reap_all() tries one last non-blocking send of queued output (for an
  * application close only), closes the socket, calls on_close once and frees. Connections
  * closed by a teardown (their listener closed, their peer or the loop freed) skip
- * on_close: the application may already have freed what its handler points at. */
+ * on_close: the application may already have freed what its handler points at.
+ *
+ * Raw mode (handler.on_bytes, for HTTP): the same buffers without frames; the handler
+ * consumes what it can parse, and rpc_conn_close_flushed() closes once a last reply is
+ * sent. */
 #include "internal.h"
 
 #include <errno.h>
@@ -64,6 +68,8 @@ struct rpc_conn {
     bool discard_output; /* closed for an error or a limit: no last flush */
     bool silent;         /* its listener or the loop is gone: no on_close */
     bool hdr_ok;         /* the header at in_pos passed the checks */
+    bool close_flushed;  /* rpc_conn_close_flushed(): no more reading, close when drained */
+    char close_why[64];
 
     unsigned char *in;
     size_t in_cap, in_pos, in_end;
@@ -187,6 +193,22 @@ static void conn_free(struct rpc_conn *c)
                          MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)n;
     }
+    if (c->close_flushed) {
+        /* A reply that ends the connection (an HTTP error) was sent while the client may
+         * still be sending: closing with unread input makes TCP send a reset, which can
+         * destroy the reply before the client reads it. Send a FIN first and drop what has
+         * arrived (bounded; more arriving later can still cause the reset). */
+        unsigned char sink[4096];
+        size_t drained = 0;
+        shutdown(c->io.fd, SHUT_WR);
+        while (drained < CONN_READ_CHUNK * 16) {
+            ssize_t n = recv(c->io.fd, sink, sizeof sink, MSG_DONTWAIT);
+            if (n <= 0) {
+                break;
+            }
+            drained += (size_t)n;
+        }
+    }
     close(c->io.fd);
     c->io.fd = -1;
     if (c->peer != NULL) {
@@ -245,9 +267,29 @@ static int conn_in_reserve(struct rpc_conn *c, size_t want)
     return 0;
 }
 
+/* Raw mode: hand every unconsumed byte to on_bytes. */
+static void conn_parse_raw(struct rpc_conn *c)
+{
+    size_t have = c->in_end - c->in_pos;
+    size_t used = c->h.on_bytes(c, c->in + c->in_pos, have, c->h.data);
+    c->in_pos += used < have ? used : have;
+    if (c->close_flushed) {
+        c->in_pos = c->in_end; /* nothing more is read from it */
+    }
+    if (!c->closing && c->in_end - c->in_pos > c->max_frame) {
+        c->discard_output = true;
+        conn_fail(c, RFS_LOG_WARN, "over the limit of %zu unconsumed bytes", c->max_frame);
+    }
+}
+
 static void conn_parse(struct rpc_conn *c)
 {
-    while (!c->closing) {
+    if (c->h.on_bytes != NULL) {
+        if (c->in_end > c->in_pos) {
+            conn_parse_raw(c);
+        }
+    }
+    while (!c->closing && c->h.on_bytes == NULL) {
         size_t have = c->in_end - c->in_pos;
         const unsigned char *p = c->in + c->in_pos;
         uint32_t len, type;
@@ -307,7 +349,7 @@ static void conn_read(struct rpc_conn *c)
     size_t want = CONN_READ_CHUNK;
     ssize_t n;
 
-    if (c->hdr_ok) {
+    if (c->hdr_ok && c->h.on_bytes == NULL) {
         /* The header was checked against max_frame. Grow towards the whole frame by
          * doubling with what actually arrives, not by what the header claims: a peer
          * that announces 64 MiB and sends 10 bytes costs 64 KiB, not 64 MiB. */
@@ -409,9 +451,15 @@ static void conn_flush(struct rpc_conn *c)
             c->out = NULL;
             c->out_cap = 0;
         }
+        if (c->close_flushed) {
+            conn_fail(c, RFS_LOG_DEBUG, "%s", c->close_why);
+            return;
+        }
         rv = rpc_io_set(c->loop, &c->io, EPOLLIN);
     } else {
-        rv = rpc_io_set(c->loop, &c->io, EPOLLIN | EPOLLOUT);
+        /* Closing once flushed: stop watching input, or unread bytes would wake the loop
+         * for ever (hang-ups and errors are reported anyway). */
+        rv = rpc_io_set(c->loop, &c->io, c->close_flushed ? EPOLLOUT : EPOLLIN | EPOLLOUT);
     }
     if (rv != 0) {
         c->discard_output = true;
@@ -435,8 +483,14 @@ static void conn_io_cb(struct rpc_io *io, uint32_t events)
     if (c->closing) {
         return;
     }
-    /* Reads first: a peer that closed after its last request still gets it handled. */
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    if (c->close_flushed) {
+        if (events & (EPOLLHUP | EPOLLERR)) {
+            c->discard_output = true;
+            conn_fail(c, RFS_LOG_DEBUG, "peer gone before the last reply was sent");
+            return;
+        }
+    } else if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        /* Reads first: a peer that closed after its last request still gets it handled. */
         conn_read(c);
     }
     if (!c->closing && (events & EPOLLOUT)) {
@@ -493,6 +547,47 @@ int rpc_conn_sendv(struct rpc_conn *c, uint32_t type, uint64_t req_id, const str
         rpc_link_push(&c->loop->writes, &c->wlink);
     }
     return 0;
+}
+
+int rpc_conn_write(struct rpc_conn *c, const void *buf, size_t len)
+{
+    size_t pending;
+    if (c->closing || c->close_flushed) {
+        return RFS_ESTOPPED;
+    }
+    pending = c->out_end - c->out_pos;
+    if (len > c->max_output || pending > c->max_output - len) {
+        c->discard_output = true;
+        conn_fail(c, RFS_LOG_WARN, "output over the limit of %zu bytes (%zu unsent, %zu more)",
+                  c->max_output, pending, len);
+        return RFS_ESTOPPED;
+    }
+    if (conn_out_reserve(c, len) != 0) {
+        return RFS_ENOMEM;
+    }
+    if (len > 0) {
+        memcpy(c->out + c->out_end, buf, len);
+    }
+    c->out_end += len;
+    if (!rpc_link_linked(&c->wlink)) {
+        rpc_link_push(&c->loop->writes, &c->wlink);
+    }
+    return 0;
+}
+
+void rpc_conn_close_flushed(struct rpc_conn *c, const char *why)
+{
+    if (c->closing || c->close_flushed) {
+        return;
+    }
+    c->close_flushed = true;
+    snprintf(c->close_why, sizeof c->close_why, "%s", why != NULL ? why : "closed locally");
+    if (c->out_pos == c->out_end) {
+        conn_fail(c, RFS_LOG_DEBUG, "%s", c->close_why);
+    } else if (!rpc_link_linked(&c->wlink) && rpc_io_set(c->loop, &c->io, EPOLLOUT) != 0) {
+        conn_fail(c, RFS_LOG_ERROR, "epoll_ctl failed");
+    }
+    /* else: flushed at the end of this iteration, which closes it once drained */
 }
 
 int rpc_conn_send(struct rpc_conn *c, uint32_t type, uint64_t req_id, const void *payload,

@@ -77,6 +77,12 @@ struct rpc_handler {
     void (*on_open)(struct rpc_conn *c, void *data);
     /* The connection is gone; c must not be used after this returns. */
     void (*on_close)(struct rpc_conn *c, void *data);
+    /* Raw mode, for a protocol without frames (HTTP): when set, the bytes are not parsed
+     * as frames; after each read every byte received and not yet consumed is passed here,
+     * and the return value says how many were consumed (the rest is passed again, with
+     * what follows). on_frame and known_type are not used; max_frame then bounds the
+     * unconsumed bytes kept (over it the connection is closed). Send with rpc_conn_write. */
+    size_t (*on_bytes)(struct rpc_conn *c, const void *buf, size_t len, void *data);
     size_t max_frame;  /* limit on the length field (12 + payload); 0: RPC_DEFAULT_MAX_FRAME */
     size_t max_output; /* 0: RPC_DEFAULT_MAX_OUTPUT */
 };
@@ -102,6 +108,13 @@ int rpc_conn_send(struct rpc_conn *c, uint32_t type, uint64_t req_id, const void
 /* Like rpc_conn_send, from several pieces (no copy into a temporary first). */
 int rpc_conn_sendv(struct rpc_conn *c, uint32_t type, uint64_t req_id, const struct rfs_buf *parts,
                    unsigned n_parts);
+/* Queue raw bytes (raw-mode connections, see rpc_handler.on_bytes): copied, sent like
+ * frames. Returns 0, RFS_ESTOPPED (closing, or over max_output: closed), RFS_ENOMEM. */
+int rpc_conn_write(struct rpc_conn *c, const void *buf, size_t len);
+/* Stop reading and close once everything queued has been sent (at once if nothing is);
+ * on_close follows as for rpc_conn_close(). For a reply that ends a connection (an HTTP
+ * response with "Connection: close"). Safe from any callback. */
+void rpc_conn_close_flushed(struct rpc_conn *c, const char *why);
 /* Close after the current callback; on_close follows later. `why` is logged. Safe from
  * any callback; frames already received for c are not delivered; frames already queued
  * are sent only if the socket takes them at once. Sends after this return RFS_ESTOPPED. */

@@ -3,14 +3,19 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
+#include "../common/config.h"
 #include "../common/log.h"
 #include "../rpc/rpc.h"
+#include "http.h"
+#include "metrics.h"
 #include "mover.h"
 #include "server.h"
 
@@ -63,6 +68,12 @@ static void usage(const struct rfs_server_cli *cli, FILE *f)
             "                      file system has less than N MiB free; small metadata\n"
             "                      changes such as deletes go on (default 64, 0: never)\n"
             "  --log-level L       error|warn|info|debug|trace (default info)\n"
+            "  --metrics HOST:PORT serve Prometheus metrics over HTTP at\n"
+            "                      http://HOST:PORT/metrics (port 0: any free port, logged);\n"
+            "                      off by default (docs/observability.md)\n"
+            "  --config FILE       read settings from FILE: lines 'key = value', key a flag\n"
+            "                      name without '--'; flags given here override it\n"
+            "                      (docs/config.md)\n"
             "  --help              this text\n"
             "\n"
             "Example (three terminals):\n"
@@ -71,44 +82,72 @@ static void usage(const struct rfs_server_cli *cli, FILE *f)
             cli->default_buckets, cli->buckets_doc, cli->prog, cli->role[0]);
 }
 
-static int parse_uint(const struct rfs_server_cli *cli, const char *flag, const char *s,
-                      unsigned long long max, unsigned long long *out)
+/* Messages name `where`: the program, and the config file line an argument came from. */
+static int parse_uint(const char *where, const char *flag, const char *s, unsigned long long max,
+                      unsigned long long *out)
 {
     char *end;
     errno = 0;
     *out = strtoull(s, &end, 10);
     if (*s == '\0' || *end != '\0' || errno != 0 || *out > max) {
-        fprintf(stderr, "%s: %s needs a whole number up to %llu, got '%s'\n", cli->prog, flag, max,
-                s);
+        fprintf(stderr, "%s: %s needs a whole number up to %llu, got '%s'\n", where, flag, max, s);
+        return -1;
+    }
+    return 0;
+}
+
+/* parse_uint with a lower bound too (the message gives the range). */
+static int parse_range(const char *where, const char *flag, const char *s, unsigned long long min,
+                       unsigned long long max, unsigned long long *out)
+{
+    if (parse_uint(where, flag, s, max, out) != 0) {
+        return -1;
+    }
+    if (*out < min) {
+        fprintf(stderr, "%s: %s needs a whole number from %llu to %llu, got '%s'\n", where, flag,
+                min, max, s);
         return -1;
     }
     return 0;
 }
 
 /* Split a comma-separated list in place. */
-static int split_peers(const struct rfs_server_cli *cli, char *list, struct rfs_server_config *cfg)
+static int split_peers(const char *where, char *list, struct rfs_server_config *cfg)
 {
     char *save = NULL;
     for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (cfg->n_peers == SERVER_MAX_PEERS) {
-            fprintf(stderr, "%s: at most %d peers\n", cli->prog, SERVER_MAX_PEERS);
+            fprintf(stderr, "%s: at most %d peers\n", where, SERVER_MAX_PEERS);
             return -1;
         }
         cfg->peers[cfg->n_peers++] = tok;
     }
     if (cfg->n_peers == 0) {
-        fprintf(stderr, "%s: --peers needs at least one host:port\n", cli->prog);
+        fprintf(stderr, "%s: --peers needs at least one host:port\n", where);
         return -1;
     }
     return 0;
 }
 
-/* Parse the command line into cfg, *id (0-based) and *buckets. Returns 0, 1 for --help
- * (already printed), or 2 for bad usage (already reported). */
-static int parse_args(const struct rfs_server_cli *cli, int argc, char **argv,
-                      struct rfs_server_config *cfg, unsigned long long *id,
-                      unsigned long long *buckets, char **meta, unsigned *chunk)
+/* What the command line sets besides cfg. */
+struct cli_args {
+    unsigned long long id; /* 0-based */
+    unsigned long long buckets;
+    char *meta;
+    unsigned chunk;
+    const char *metrics; /* NULL: no metrics listener */
+};
+
+/* Parse the command line (with the config file's settings in front, args->argv) into cfg
+ * and *out. Returns 0, 1 for --help (already printed), or 2 for bad usage (already
+ * reported, naming the config file line an argument came from). */
+static int parse_args(const struct rfs_server_cli *cli, const struct rfs_config_args *args,
+                      struct rfs_server_config *cfg, struct cli_args *out)
 {
+    int argc = args->argc;
+    char **argv = args->argv;
+    unsigned long long *id = &out->id;
+    unsigned long long *buckets = &out->buckets;
     static const struct option longopts[] = {
         {"id", required_argument, NULL, 'i'},
         {"peers", required_argument, NULL, 'p'},
@@ -124,101 +163,126 @@ static int parse_args(const struct rfs_server_cli *cli, int argc, char **argv,
         {"snapshot-keep", required_argument, NULL, 'k'},
         {"min-free-mb", required_argument, NULL, 'F'},
         {"log-level", required_argument, NULL, 'l'},
+        {"metrics", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char *peers = NULL;
+    char peers_where[RFS_ERRMSG_SIZE];
+    char where[RFS_ERRMSG_SIZE];
     unsigned long long v;
     int c;
 
     *id = ~0ull;
     *buckets = cli->default_buckets;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    for (;;) {
+        int at = optind;
+        const char *origin;
+        c = getopt_long(argc, argv, "h", longopts, NULL);
+        if (c == -1) {
+            break;
+        }
+        origin = rfs_config_args_origin(args, at);
+        if (origin != NULL) {
+            snprintf(where, sizeof where, "%s: %s", cli->prog, origin);
+        } else {
+            snprintf(where, sizeof where, "%s", cli->prog);
+        }
         switch (c) {
             case 'i':
-                if (parse_uint(cli, "--id", optarg, SERVER_MAX_PEERS - 1, id) != 0) {
+                if (parse_uint(where, "--id", optarg, SERVER_MAX_PEERS - 1, id) != 0) {
                     return 2;
                 }
                 break;
             case 'p':
                 peers = optarg;
+                snprintf(peers_where, sizeof peers_where, "%s", where);
                 break;
             case 'd':
                 cfg->data_dir = optarg;
                 break;
             case 'g':
                 if (!cli->has_gid) {
-                    fprintf(stderr, "%s: see --help\n", cli->prog);
+                    fprintf(stderr, "%s: see --help\n", where);
                     return 2;
                 }
-                if (parse_uint(cli, "--gid", optarg, ~0ull, &v) != 0 || v == 0) {
-                    fprintf(stderr, "%s: --gid must be a positive number\n", cli->prog);
+                if (parse_uint(where, "--gid", optarg, ~0ull, &v) != 0 || v == 0) {
+                    fprintf(stderr, "%s: --gid must be a positive number\n", where);
                     return 2;
                 }
                 cfg->group_id = v;
                 break;
             case 'm':
                 if (!cli->has_meta) {
-                    fprintf(stderr, "%s: see --help\n", cli->prog);
+                    fprintf(stderr, "%s: see --help\n", where);
                     return 2;
                 }
-                *meta = optarg;
+                out->meta = optarg;
                 break;
             case 'c':
-                if (!cli->has_meta || parse_uint(cli, "--move-chunk", optarg, 16u << 20, &v) != 0 ||
-                    v == 0) {
-                    fprintf(stderr, "%s: --move-chunk needs 1 to %u bytes\n", cli->prog, 16u << 20);
+                if (!cli->has_meta ||
+                    parse_uint(where, "--move-chunk", optarg, 16u << 20, &v) != 0 || v == 0) {
+                    fprintf(stderr, "%s: --move-chunk needs 1 to %u bytes\n", where, 16u << 20);
                     return 2;
                 }
-                *chunk = (unsigned)v;
+                out->chunk = (unsigned)v;
                 break;
             case 'b':
-                if (parse_uint(cli, "--buckets", optarg, cli->max_buckets, buckets) != 0 ||
-                    *buckets == 0) {
+                if (parse_range(where, "--buckets", optarg, 1, cli->max_buckets, buckets) != 0) {
                     return 2;
                 }
                 break;
             case 'F':
-                if (parse_uint(cli, "--min-free-mb", optarg, 1ull << 40, &v) != 0) {
+                if (parse_uint(where, "--min-free-mb", optarg, 1ull << 40, &v) != 0) {
                     return 2;
                 }
                 cfg->min_free_mb = v;
                 break;
             case 't':
-                if (parse_uint(cli, "--tick-ms", optarg, 10000, &v) != 0 || v == 0) {
+                if (parse_range(where, "--tick-ms", optarg, 1, 10000, &v) != 0) {
                     return 2;
                 }
                 cfg->tick_ms = (unsigned)v;
                 break;
             case 'e':
-                if (parse_uint(cli, "--election-ticks", optarg, 1000, &v) != 0 || v < 2) {
+                if (parse_range(where, "--election-ticks", optarg, 2, 1000, &v) != 0) {
                     return 2;
                 }
                 cfg->election_ticks = (unsigned)v;
                 break;
             case 'H':
-                if (parse_uint(cli, "--heartbeat-ticks", optarg, 1000, &v) != 0 || v == 0) {
+                if (parse_range(where, "--heartbeat-ticks", optarg, 1, 1000, &v) != 0) {
                     return 2;
                 }
                 cfg->heartbeat_ticks = (unsigned)v;
                 break;
             case 's':
-                if (parse_uint(cli, "--snapshot-every", optarg, ~0ull, &v) != 0 || v == 0) {
+                if (parse_range(where, "--snapshot-every", optarg, 1, ~0ull, &v) != 0) {
                     return 2;
                 }
                 cfg->snapshot_every = v;
                 break;
             case 'k':
-                if (parse_uint(cli, "--snapshot-keep", optarg, ~0ull, &v) != 0) {
+                if (parse_uint(where, "--snapshot-keep", optarg, ~0ull, &v) != 0) {
                     return 2;
                 }
                 cfg->keep_entries = v;
                 break;
+            case 'M': {
+                struct sockaddr_in sa;
+                char errmsg[RFS_ERRMSG_SIZE] = "";
+                if (rpc_addr_parse(optarg, &sa, errmsg) != 0) {
+                    fprintf(stderr, "%s: --metrics needs HOST:PORT: %s\n", where, errmsg);
+                    return 2;
+                }
+                out->metrics = optarg;
+                break;
+            }
             case 'l': {
                 enum rfs_log_level level;
                 if (rfs_log_level_parse(optarg, &level) != 0) {
                     fprintf(stderr, "%s: --log-level must be error, warn, info, debug or trace\n",
-                            cli->prog);
+                            where);
                     return 2;
                 }
                 rfs_log_set_level(level);
@@ -228,7 +292,7 @@ static int parse_args(const struct rfs_server_cli *cli, int argc, char **argv,
                 usage(cli, stdout);
                 return 1;
             default:
-                fprintf(stderr, "%s: see --help\n", cli->prog);
+                fprintf(stderr, "%s: see --help\n", where);
                 return 2;
         }
     }
@@ -240,7 +304,7 @@ static int parse_args(const struct rfs_server_cli *cli, int argc, char **argv,
         fprintf(stderr, "%s: --id, --peers and --data are required (see --help)\n", cli->prog);
         return 2;
     }
-    if (split_peers(cli, peers, cfg) != 0) {
+    if (split_peers(peers_where, peers, cfg) != 0) {
         return 2;
     }
     if (*id >= cfg->n_peers) {
@@ -290,40 +354,130 @@ static int start_mover(const struct rfs_server_cli *cli, const struct rfs_server
     return 0;
 }
 
+/* The keys a config file may set: the long flags of this binary (docs/config.md). */
+static unsigned config_keys(const struct rfs_server_cli *cli, struct rfs_config_key *keys)
+{
+    static const struct rfs_config_key all[] = {
+        {"id", RFS_CONFIG_UINT, NULL},
+        {"peers", RFS_CONFIG_STRING, NULL},
+        {"data", RFS_CONFIG_STRING, NULL},
+        {"gid", RFS_CONFIG_UINT, NULL},
+        {"meta", RFS_CONFIG_STRING, NULL},
+        {"move-chunk", RFS_CONFIG_UINT, NULL},
+        {"buckets", RFS_CONFIG_UINT, NULL},
+        {"tick-ms", RFS_CONFIG_UINT, NULL},
+        {"election-ticks", RFS_CONFIG_UINT, NULL},
+        {"heartbeat-ticks", RFS_CONFIG_UINT, NULL},
+        {"snapshot-every", RFS_CONFIG_UINT, NULL},
+        {"snapshot-keep", RFS_CONFIG_UINT, NULL},
+        {"min-free-mb", RFS_CONFIG_UINT, NULL},
+        {"log-level", RFS_CONFIG_STRING, NULL},
+        {"metrics", RFS_CONFIG_STRING, NULL},
+    };
+    unsigned n = 0;
+    for (unsigned i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if ((strcmp(all[i].name, "gid") == 0 && !cli->has_gid) ||
+            ((strcmp(all[i].name, "meta") == 0 || strcmp(all[i].name, "move-chunk") == 0) &&
+             !cli->has_meta)) {
+            continue;
+        }
+        keys[n++] = all[i];
+    }
+    return n;
+}
+
+/* What GET /metrics reads; lives in rfs_server_cli_main's frame. */
+struct cli_metrics {
+    const struct rfs_server_cli *cli;
+    struct rfs_server *server;
+    struct rfs_mover *mover;
+    void *sm;
+    unsigned long long node; /* 0-based --id */
+    uint64_t start_ms;       /* rpc_now_ms() at start */
+    double start_wall;       /* seconds since the epoch at start */
+};
+
+static int serve_metrics(void *data, const char *path, struct rfs_http_body *b,
+                         const char **content_type)
+{
+    struct cli_metrics *m = data;
+    struct rfs_server_stats st;
+    if (strcmp(path, "/metrics") != 0) {
+        rfs_http_body_printf(b, "not found: metrics are at /metrics\n");
+        return 404;
+    }
+    *content_type = RFS_METRICS_CONTENT_TYPE;
+    rfs_server_stats(m->server, &st);
+    rfs_metrics_family(b, "raftfs_server_info", "gauge",
+                       "Always 1: which server this is (role, group id, 0-based node id).");
+    rfs_http_body_printf(b, "raftfs_server_info{role=\"%s\",group=\"%llu\",node=\"%llu\"} 1\n",
+                         m->cli->role, (unsigned long long)st.group_id, m->node);
+    rfs_metrics_family(b, "raftfs_process_start_time_seconds", "gauge",
+                       "When this process started, in seconds since the Unix epoch.");
+    rfs_http_body_printf(b, "raftfs_process_start_time_seconds %.3f\n", m->start_wall);
+    rfs_metrics_family(b, "raftfs_process_uptime_seconds", "gauge",
+                       "Seconds since this process started.");
+    rfs_http_body_printf(b, "raftfs_process_uptime_seconds %.3f\n",
+                         (double)(rpc_now_ms() - m->start_ms) / 1000.0);
+    rfs_metrics_render_server(b, &st);
+    if (m->cli->bucket_counts != NULL) {
+        uint64_t counts[5];
+        if (m->cli->bucket_counts(m->sm, counts) == 0) {
+            rfs_metrics_render_buckets(b, counts);
+        }
+    }
+    if (m->cli->has_meta) {
+        struct rfs_mover_stats ms;
+        rfs_mover_stats_get(m->mover, &ms); /* zeros for an unsharded group */
+        rfs_metrics_render_mover(b, &ms);
+    }
+    return 200;
+}
+
 int rfs_server_cli_main(const struct rfs_server_cli *cli, int argc, char **argv)
 {
     struct rfs_server_config cfg;
-    unsigned long long id, buckets;
+    struct rfs_config_args args;
+    struct rfs_config_key keys[24];
+    struct cli_args ca;
+    struct cli_metrics cm;
     char errmsg[RFS_ERRMSG_SIZE] = "";
     char tag[64];
     struct rpc_loop *loop = NULL;
     void *sm = NULL;
     struct rfs_server *server = NULL;
     struct rfs_mover *mover = NULL;
-    char *meta = NULL;
-    unsigned chunk = 0;
+    struct rfs_http *http = NULL;
     struct sigaction sa;
+    struct timespec now;
     int rc;
 
+    memset(&cm, 0, sizeof cm);
+    cm.start_ms = rpc_now_ms();
+    clock_gettime(CLOCK_REALTIME, &now);
+    cm.start_wall = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
     rfs_server_config_default(&cfg);
     cfg.group_id = cli->group_id;
     cfg.role_name = cli->role;
-    rc = parse_args(cli, argc, argv, &cfg, &id, &buckets, &meta, &chunk);
+    memset(&ca, 0, sizeof ca);
+    if (rfs_config_args_init(&args, argc, argv, keys, config_keys(cli, keys), errmsg) != 0) {
+        fprintf(stderr, "%s: %s\n", cli->prog, errmsg);
+        return 2;
+    }
+    rc = parse_args(cli, &args, &cfg, &ca);
     if (rc != 0) {
+        rfs_config_args_close(&args);
         return rc == 1 ? 0 : rc;
     }
-    cfg.id = id + 1;
-    if (cli->has_gid) {
-        snprintf(tag, sizeof tag, "%s g%llu/n%llu", cli->role, (unsigned long long)cfg.group_id,
-                 id);
-    } else {
-        snprintf(tag, sizeof tag, "%s n%llu", cli->role, id);
-    }
+    cfg.id = ca.id + 1;
+    /* Every line names the role, the group and the node (docs/observability.md). */
+    snprintf(tag, sizeof tag, "%s g%llu/n%llu", cli->role, (unsigned long long)cfg.group_id, ca.id);
     rfs_log_set_tag(tag);
 
     rc = 1;
     if (rpc_loop_new(&loop, errmsg) != 0) {
         fprintf(stderr, "%s: %s\n", cli->prog, errmsg);
+        rfs_config_args_close(&args);
         return 1;
     }
     /* The state machine's database lives inside the data directory. */
@@ -331,12 +485,12 @@ int rfs_server_cli_main(const struct rfs_server_cli *cli, int argc, char **argv)
         fprintf(stderr, "%s: cannot create %s: %s\n", cli->prog, cfg.data_dir, strerror(errno));
         goto out;
     }
-    if (cli->open_sm(&sm, cfg.data_dir, (uint32_t)buckets, errmsg) != 0) {
+    if (cli->open_sm(&sm, cfg.data_dir, (uint32_t)ca.buckets, errmsg) != 0) {
         fprintf(stderr, "%s: opening the database: %s\n", cli->prog, errmsg);
         goto out;
     }
     if (cli->set_sharding != NULL &&
-        cli->set_sharding(sm, meta != NULL ? cfg.group_id : 0, errmsg) != 0) {
+        cli->set_sharding(sm, ca.meta != NULL ? cfg.group_id : 0, errmsg) != 0) {
         fprintf(stderr, "%s: %s\n", cli->prog, errmsg);
         goto out;
     }
@@ -346,8 +500,22 @@ int rfs_server_cli_main(const struct rfs_server_cli *cli, int argc, char **argv)
         fprintf(stderr, "%s: %s\n", cli->prog, errmsg);
         goto out;
     }
-    if (meta != NULL && start_mover(cli, &cfg, (unsigned)id, meta, chunk, &mover) != 0) {
+    if (ca.meta != NULL &&
+        start_mover(cli, &cfg, (unsigned)ca.id, ca.meta, ca.chunk, &mover) != 0) {
         goto out;
+    }
+    if (ca.metrics != NULL) {
+        cm.cli = cli;
+        cm.server = server;
+        cm.mover = mover;
+        cm.sm = sm;
+        cm.node = ca.id;
+        if (rfs_http_new(&http, loop, ca.metrics, serve_metrics, &cm, errmsg) != 0) {
+            fprintf(stderr, "%s: --metrics: %s\n", cli->prog, errmsg);
+            goto out;
+        }
+        rfs_infof("metrics at http://%.*s:%u/metrics", (int)strcspn(ca.metrics, ":"), ca.metrics,
+                  (unsigned)rfs_http_port(http));
     }
     stop_loop = loop;
     memset(&sa, 0, sizeof sa);
@@ -356,7 +524,7 @@ int rfs_server_cli_main(const struct rfs_server_cli *cli, int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     rfs_infof("serving %s group %llu as server %llu of %u on %s, data in %s", cli->role,
-              (unsigned long long)cfg.group_id, id, cfg.n_peers, cfg.peers[id], cfg.data_dir);
+              (unsigned long long)cfg.group_id, ca.id, cfg.n_peers, cfg.peers[ca.id], cfg.data_dir);
     if (rpc_loop_run(loop) != 0) {
         rfs_errorf("event loop failed");
         goto out;
@@ -369,11 +537,13 @@ int rfs_server_cli_main(const struct rfs_server_cli *cli, int argc, char **argv)
     rc = 0;
 out:
     stop_loop = NULL;
+    rfs_http_free(http);
     rfs_mover_stop(mover);
     rfs_server_free(server);
     if (sm != NULL) {
         cli->close_sm(sm);
     }
     rpc_loop_free(loop);
+    rfs_config_args_close(&args);
     return rc;
 }

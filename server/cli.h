@@ -26,10 +26,13 @@ struct rfs_server_cli {
     /* With has_meta: record whether the store is sharded group gid (0: unsharded). */
     int (*set_sharding)(void *sm, uint64_t gid, char *errmsg);
     const struct rfs_sm_ops *ops;
+    /* Optional, for metrics: count the buckets in each BucketState (counts[0..4], indexed
+     * by the proto enum) from the event-loop thread. Returns 0 or an RFS_E* code. */
+    int (*bucket_counts)(void *sm, uint64_t counts[5]);
 };
 
-/* Parse flags, open the state machine and the server, run until SIGTERM/SIGINT.
- * Returns the process exit status: 0 clean stop, 1 failure, 2 bad usage. */
+/* Parse flags (and --config FILE, docs/config.md), open the state machine and the server, run until
+ * SIGTERM/SIGINT. Returns the process exit status: 0 clean stop, 1 failure, 2 bad usage. */
 int rfs_server_cli_main(const struct rfs_server_cli *cli, int argc, char **argv);
 
 #endif

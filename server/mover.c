@@ -13,6 +13,7 @@
 #include "mover.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -54,7 +55,32 @@ struct rfs_mover {
     int idle;
     uint64_t idle_version;
     uint64_t idle_ms;
+    /* Counters for metrics: written by the mover thread, read by the server's loop. */
+    _Atomic uint64_t n_pulled_records, n_pulled_bytes;
+    _Atomic uint64_t n_installed_records, n_installed_bytes;
+    _Atomic uint64_t n_buckets_pulled, n_buckets_settled, n_configs, n_errors;
 };
+
+static void count(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+void rfs_mover_stats_get(struct rfs_mover *m, struct rfs_mover_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (m == NULL) {
+        return;
+    }
+    out->pulled_records = atomic_load_explicit(&m->n_pulled_records, memory_order_relaxed);
+    out->pulled_bytes = atomic_load_explicit(&m->n_pulled_bytes, memory_order_relaxed);
+    out->installed_records = atomic_load_explicit(&m->n_installed_records, memory_order_relaxed);
+    out->installed_bytes = atomic_load_explicit(&m->n_installed_bytes, memory_order_relaxed);
+    out->buckets_pulled = atomic_load_explicit(&m->n_buckets_pulled, memory_order_relaxed);
+    out->buckets_settled = atomic_load_explicit(&m->n_buckets_settled, memory_order_relaxed);
+    out->configs_applied = atomic_load_explicit(&m->n_configs, memory_order_relaxed);
+    out->step_errors = atomic_load_explicit(&m->n_errors, memory_order_relaxed);
+}
 
 static int stopping(struct rfs_mover *m)
 {
@@ -224,6 +250,7 @@ static int propose_next_config(struct rfs_mover *m, const Raftfs__ShardState *st
     req.config = next;
     rv = request(m->self, m->cfg.gid, &req, &rep, errmsg);
     if (rv == 0) {
+        count(&m->n_configs, 1);
         rfs_infof("mover: group %llu now at configuration %llu", (unsigned long long)m->cfg.gid,
                   (unsigned long long)next->version);
     } else if (m->warned_version != next->version) {
@@ -278,9 +305,19 @@ static int pull_bucket(struct rfs_mover *m, const Raftfs__ShardState *st, uint32
         inst.end_key = got->next_key;
         rv = request(m->self, m->cfg.gid, &inst, &rep, errmsg);
         reply_free(rep);
-        records += got->n_kvs;
-        for (size_t k = 0; k < got->n_kvs; k++) {
-            bytes += got->kvs[k]->key.len + got->kvs[k]->value.len;
+        {
+            size_t chunk_bytes = 0;
+            for (size_t k = 0; k < got->n_kvs; k++) {
+                chunk_bytes += got->kvs[k]->key.len + got->kvs[k]->value.len;
+            }
+            count(&m->n_pulled_records, got->n_kvs);
+            count(&m->n_pulled_bytes, chunk_bytes);
+            if (rv == 0) {
+                count(&m->n_installed_records, got->n_kvs);
+                count(&m->n_installed_bytes, chunk_bytes);
+            }
+            records += got->n_kvs;
+            bytes += chunk_bytes;
         }
         if (rv == 0 && got->more) {
             uint8_t *nk = rfs_malloc(got->next_key.len ? got->next_key.len : 1);
@@ -297,6 +334,7 @@ static int pull_bucket(struct rfs_mover *m, const Raftfs__ShardState *st, uint32
             int done = rv == 0;
             reply_free(got);
             if (done) {
+                count(&m->n_buckets_pulled, 1);
                 rfs_infof("mover: bucket %u pulled from group %llu (configuration %llu): %zu "
                           "records, %zu bytes this round",
                           b, (unsigned long long)src, (unsigned long long)st->version, records,
@@ -336,6 +374,9 @@ static int gc_bucket(struct rfs_mover *m, const Raftfs__ShardState *st, uint32_t
     req.op = RAFTFS__KV_OP__KV_BUCKET_GCED;
     rv = request(m->self, m->cfg.gid, &req, &rep, errmsg);
     reply_free(rep);
+    if (rv == 0) {
+        count(&m->n_buckets_settled, 1);
+    }
     return rv;
 }
 
@@ -380,6 +421,9 @@ static int round_once(struct rfs_mover *m)
             rv = gc_bucket(m, st, (uint32_t)b, errmsg);
         } else if (st->states[b] == RAFTFS__BUCKET_STATE__BUCKET_BE_PULLED) {
             settled = 0;
+        }
+        if (rv != 0) {
+            count(&m->n_errors, 1);
         }
         if (rv != 0 && rv != RFS_EBUSY) {
             rfs_warnf("mover: bucket %zu (configuration %llu): %s", b,

@@ -29,6 +29,19 @@ struct rfs_mover;
 
 /* Start the thread (strings are copied). Returns 0, RFS_EINVAL, RFS_ENOMEM. */
 int rfs_mover_start(struct rfs_mover **out, const struct rfs_mover_config *cfg, char *errmsg);
+/* What the mover has done since it started (counted by this server's mover only, so only
+ * while this server led its group). */
+struct rfs_mover_stats {
+    uint64_t pulled_records, pulled_bytes;       /* read from old owners (keys + values) */
+    uint64_t installed_records, installed_bytes; /* of those, committed in this group */
+    uint64_t buckets_pulled;                     /* buckets whose last chunk was installed */
+    uint64_t buckets_settled; /* moves finished here: the old copy deleted (GCED committed) */
+    uint64_t configs_applied; /* configurations proposed to this group and committed */
+    uint64_t step_errors;     /* steps that failed (retried in a later round) */
+};
+
+/* A consistent-enough copy of the counters (each read atomically). Any thread. */
+void rfs_mover_stats_get(struct rfs_mover *m, struct rfs_mover_stats *out);
 /* Stop and join the thread (waits for a call in flight, at most about a second). */
 void rfs_mover_stop(struct rfs_mover *m);
 

@@ -14,6 +14,7 @@
  * log write stops the server: nothing of that batch is sent or acknowledged. */
 #include "server.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include "../common/log.h"
 #include "../proto/proto.h"
 #include "../raft/log_store.h"
+#include "metrics.h"
 #include "space.h"
 
 struct pending_write {
@@ -32,6 +34,8 @@ struct pending_write {
     raft_term term;
     uint64_t conn_id;
     uint64_t req_id;
+    unsigned op; /* KvOp, for metrics */
+    uint64_t t0; /* arrival, rfs_metrics_now_us() */
 };
 
 struct pending_read {
@@ -40,6 +44,8 @@ struct pending_read {
     bool confirmed;
     uint64_t conn_id;
     uint64_t req_id;
+    unsigned op; /* KvOp, for metrics */
+    uint64_t t0; /* arrival, rfs_metrics_now_us() */
     void *cmd;
     size_t len;
 };
@@ -75,6 +81,10 @@ struct rfs_server {
     struct server_space space; /* refuse growing writes before the disk is full */
     int failed;
     char errmsg[RFS_ERRMSG_SIZE];
+    /* Metrics (rfs_server_metrics): updated where requests are answered. */
+    struct rfs_metrics_requests reqs;
+    uint64_t snapshots_taken;
+    uint64_t snapshots_installed;
 };
 
 void rfs_server_config_default(struct rfs_server_config *cfg)
@@ -106,6 +116,53 @@ int rfs_server_failed(const struct rfs_server *s, char *errmsg)
         snprintf(errmsg, RFS_ERRMSG_SIZE, "%s", s->errmsg);
     }
     return s->failed;
+}
+
+/* Bytes allocated on disk by the files of the Raft directory (segments, snapshots). */
+static uint64_t log_disk_bytes(const struct rfs_server *s, unsigned *files)
+{
+    char dir[600];
+    DIR *d;
+    struct dirent *e;
+    uint64_t total = 0;
+    *files = 0;
+    snprintf(dir, sizeof dir, "%s/raft", s->data_dir);
+    d = opendir(dir);
+    if (d == NULL) {
+        return 0;
+    }
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+            total += (uint64_t)st.st_blocks * 512u;
+            (*files)++;
+        }
+    }
+    closedir(d);
+    return total;
+}
+
+void rfs_server_stats(const struct rfs_server *s, struct rfs_server_stats *out)
+{
+    const struct raft_snapshot *snap = raft_snapshot_get(s->r);
+    memset(out, 0, sizeof *out);
+    out->group_id = s->cfg.group_id;
+    out->id = s->cfg.id;
+    out->role = raft_role_get(s->r);
+    out->term = raft_term_get(s->r);
+    out->leader = raft_leader_get(s->r);
+    out->commit = raft_commit_get(s->r);
+    out->applied = raft_applied_get(s->r);
+    out->first_index = raft_first_index(s->r);
+    out->last_index = raft_last_index(s->r);
+    out->snapshot_index = snap != NULL ? snap->meta.index : 0;
+    out->snapshots_taken = s->snapshots_taken;
+    out->snapshots_installed = s->snapshots_installed;
+    out->log_disk_bytes = log_disk_bytes(s, &out->log_files);
+    out->client_conns = s->n_conns;
+    out->pending_writes = s->n_writes;
+    out->pending_reads = s->n_reads;
+    out->requests = &s->reqs;
 }
 
 /* ---- client connections ---- */
@@ -183,6 +240,31 @@ static void reply_status(struct rfs_server *s, uint64_t conn_id, uint64_t req_id
     reply_bytes(s, conn_id, req_id, buf, len);
 }
 
+/* ---- request metrics ---- */
+
+static void count_request(struct rfs_server *s, unsigned op, uint64_t t0, int status)
+{
+    rfs_metrics_request_done(&s->reqs, op, status, rfs_metrics_now_us() - t0);
+}
+
+/* The status of a packed KvReply without unpacking it: protobuf-c writes fields in field
+ * number order and omits a zero status, so a non-zero status is a leading field 1 varint. */
+static int packed_reply_status(const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    uint64_t v = 0;
+    if (len < 2 || p[0] != (1 << 3)) {
+        return 0;
+    }
+    for (size_t i = 1; i < len && i < 6; i++) {
+        v |= (uint64_t)(p[i] & 0x7f) << (7 * (i - 1));
+        if ((p[i] & 0x80) == 0) {
+            return v > 1000 ? 1000 : (int)v;
+        }
+    }
+    return 1000;
+}
+
 /* ---- requests ---- */
 
 /* Append field 12 (time_ms, varint) to a packed KvRequest: protobuf keeps the last value
@@ -205,7 +287,8 @@ static void *stamp_time(const void *payload, size_t len, uint64_t time_ms, size_
     return buf;
 }
 
-static int writes_push(struct rfs_server *s, raft_index index, uint64_t conn_id, uint64_t req_id)
+static int writes_push(struct rfs_server *s, raft_index index, uint64_t conn_id, uint64_t req_id,
+                       unsigned op, uint64_t t0)
 {
     if (s->n_writes == s->cap_writes) {
         size_t cap = s->cap_writes ? s->cap_writes * 2 : 64;
@@ -220,43 +303,48 @@ static int writes_push(struct rfs_server *s, raft_index index, uint64_t conn_id,
     s->writes[s->n_writes].term = raft_term_get(s->r);
     s->writes[s->n_writes].conn_id = conn_id;
     s->writes[s->n_writes].req_id = req_id;
+    s->writes[s->n_writes].op = op;
+    s->writes[s->n_writes].t0 = t0;
     s->n_writes++;
     return 0;
 }
 
-static void handle_write(struct rfs_server *s, uint64_t conn_id, uint64_t req_id,
-                         const void *payload, size_t len)
+static void handle_write(struct rfs_server *s, uint64_t conn_id, uint64_t req_id, unsigned op,
+                         uint64_t t0, const void *payload, size_t len)
 {
     size_t stamped_len;
     void *stamped = stamp_time(payload, len, rpc_now_ms(), &stamped_len);
     raft_index index;
     int rv;
     if (stamped == NULL) {
-        reply_status(s, conn_id, req_id, RFS_ENOMEM, NULL);
-        return;
+        rv = RFS_ENOMEM;
+        goto fail;
     }
     rv = raft_propose(s->r, stamped, stamped_len, &index);
     rfs_free(stamped);
     if (rv != 0) {
-        reply_status(s, conn_id, req_id, rv, NULL);
-        return;
+        goto fail;
     }
-    if (writes_push(s, index, conn_id, req_id) != 0) {
-        reply_status(s, conn_id, req_id, RFS_ENOMEM, NULL);
+    rv = writes_push(s, index, conn_id, req_id, op, t0);
+    if (rv != 0) {
+        goto fail;
     }
+    return;
+fail:
+    reply_status(s, conn_id, req_id, rv, NULL);
+    count_request(s, op, t0, rv);
 }
 
-static void handle_read(struct rfs_server *s, uint64_t conn_id, uint64_t req_id,
-                        const void *payload, size_t len)
+static void handle_read(struct rfs_server *s, uint64_t conn_id, uint64_t req_id, unsigned op,
+                        uint64_t t0, const void *payload, size_t len)
 {
     struct pending_read *pr;
-    int rv;
+    int rv = RFS_ENOMEM;
     if (s->n_reads == s->cap_reads) {
         size_t cap = s->cap_reads ? s->cap_reads * 2 : 64;
         struct pending_read *r = rfs_realloc(s->reads, cap * sizeof *r);
         if (r == NULL) {
-            reply_status(s, conn_id, req_id, RFS_ENOMEM, NULL);
-            return;
+            goto fail;
         }
         s->reads = r;
         s->cap_reads = cap;
@@ -265,21 +353,25 @@ static void handle_read(struct rfs_server *s, uint64_t conn_id, uint64_t req_id,
     memset(pr, 0, sizeof *pr);
     pr->cmd = rfs_malloc(len ? len : 1);
     if (pr->cmd == NULL) {
-        reply_status(s, conn_id, req_id, RFS_ENOMEM, NULL);
-        return;
+        goto fail;
     }
     memcpy(pr->cmd, payload, len);
     pr->len = len;
     pr->ctx = ++s->read_ctx;
     pr->conn_id = conn_id;
     pr->req_id = req_id;
+    pr->op = op;
+    pr->t0 = t0;
     rv = raft_read_index(s->r, pr->ctx);
     if (rv != 0) {
         rfs_free(pr->cmd);
-        reply_status(s, conn_id, req_id, rv, NULL);
-        return;
+        goto fail;
     }
     s->n_reads++;
+    return;
+fail:
+    reply_status(s, conn_id, req_id, rv, NULL);
+    count_request(s, op, t0, rv);
 }
 
 /* Bytes of values a write would add. */
@@ -297,7 +389,7 @@ static size_t request_value_bytes(const Raftfs__KvRequest *req)
 
 /* Refuse (with a reply) a write of data while the data directory is short of space. */
 static bool refuse_for_space(struct rfs_server *s, const Raftfs__KvRequest *req, uint64_t conn_id,
-                             uint64_t req_id)
+                             uint64_t req_id, uint64_t t0)
 {
     char msg[RFS_ERRMSG_SIZE];
     uint64_t free_bytes;
@@ -311,6 +403,7 @@ static bool refuse_for_space(struct rfs_server *s, const Raftfs__KvRequest *req,
              s->cfg.role_name, (unsigned long long)s->cfg.id, (unsigned long long)s->cfg.group_id,
              (unsigned long long)(free_bytes >> 20), (unsigned long long)s->cfg.min_free_mb);
     reply_status(s, conn_id, req_id, RFS_ENOSPC, msg);
+    count_request(s, (unsigned)req->op, t0, RFS_ENOSPC);
     return true;
 }
 
@@ -318,33 +411,39 @@ static void handle_kv_request(struct rfs_server *s, struct rpc_conn *c, uint64_t
                               const void *payload, size_t len)
 {
     uint64_t conn_id = conn_id_of(s, c);
+    uint64_t t0 = rfs_metrics_now_us();
     Raftfs__KvRequest *req = raftfs__kv_request__unpack(&proto_allocator, len, payload);
+    unsigned op;
     bool is_read;
     if (req == NULL) {
         reply_status(s, conn_id, req_id, RFS_EPROTO, "request does not decode");
+        count_request(s, 0, t0, RFS_EPROTO);
         return;
     }
+    op = (unsigned)req->op;
     is_read = req->op == RAFTFS__KV_OP__KV_GET || req->op == RAFTFS__KV_OP__KV_SCAN ||
               req->op == RAFTFS__KV_OP__KV_META_READ || req->op == RAFTFS__KV_OP__KV_BUCKET_PULL ||
               req->op == RAFTFS__KV_OP__KV_SHARD_STATE;
     if (req->group_id != 0 && req->group_id != s->cfg.group_id) {
         raftfs__kv_request__free_unpacked(req, &proto_allocator);
         reply_status(s, conn_id, req_id, RFS_EWRONGGROUP, NULL);
+        count_request(s, op, t0, RFS_EWRONGGROUP);
         return;
     }
-    if (!is_read && refuse_for_space(s, req, conn_id, req_id)) {
+    if (!is_read && refuse_for_space(s, req, conn_id, req_id, t0)) {
         raftfs__kv_request__free_unpacked(req, &proto_allocator);
         return;
     }
     raftfs__kv_request__free_unpacked(req, &proto_allocator);
     if (raft_role_get(s->r) != RAFT_LEADER) {
         reply_status(s, conn_id, req_id, RFS_ENOTLEADER, NULL);
+        count_request(s, op, t0, RFS_ENOTLEADER);
         return;
     }
     if (is_read) {
-        handle_read(s, conn_id, req_id, payload, len);
+        handle_read(s, conn_id, req_id, op, t0, payload, len);
     } else {
-        handle_write(s, conn_id, req_id, payload, len);
+        handle_write(s, conn_id, req_id, op, t0, payload, len);
     }
 }
 
@@ -457,10 +556,12 @@ static void fail_pending(struct rfs_server *s, int status)
 {
     for (size_t i = 0; i < s->n_writes; i++) {
         reply_status(s, s->writes[i].conn_id, s->writes[i].req_id, status, NULL);
+        count_request(s, s->writes[i].op, s->writes[i].t0, status);
     }
     s->n_writes = 0;
     for (size_t i = 0; i < s->n_reads; i++) {
         reply_status(s, s->reads[i].conn_id, s->reads[i].req_id, status, NULL);
+        count_request(s, s->reads[i].op, s->reads[i].t0, status);
         rfs_free(s->reads[i].cmd);
     }
     s->n_reads = 0;
@@ -495,9 +596,12 @@ static int apply_committed(struct rfs_server *s, const struct raft_ready *rd)
             if (s->writes[w].term == e->term) {
                 reply_bytes(s, s->writes[w].conn_id, s->writes[w].req_id, replies[i].base,
                             replies[i].len);
+                count_request(s, s->writes[w].op, s->writes[w].t0,
+                              packed_reply_status(replies[i].base, replies[i].len));
             } else {
                 /* Another leader's entry took this index: the client retries. */
                 reply_status(s, s->writes[w].conn_id, s->writes[w].req_id, RFS_ENOTLEADER, NULL);
+                count_request(s, s->writes[w].op, s->writes[w].t0, RFS_ENOTLEADER);
             }
             s->writes[w].index = 0; /* answered */
             w++;
@@ -533,8 +637,10 @@ static void serve_reads(struct rfs_server *s)
             int rv = s->cfg.sm_ops->query(s->cfg.sm, pr->cmd, pr->len, &reply, errmsg);
             if (rv == 0) {
                 reply_bytes(s, pr->conn_id, pr->req_id, reply.base, reply.len);
+                count_request(s, pr->op, pr->t0, packed_reply_status(reply.base, reply.len));
             } else {
                 reply_status(s, pr->conn_id, pr->req_id, rv, errmsg);
+                count_request(s, pr->op, pr->t0, rv);
             }
             rfs_free(reply.base);
             rfs_free(pr->cmd);
@@ -589,6 +695,7 @@ static void maybe_snapshot(struct rfs_server *s)
         server_fail(s, rv, "saving snapshot", errmsg);
         return;
     }
+    s->snapshots_taken++;
     rfs_infof("snapshot at %llu (%zu bytes)", (unsigned long long)index, data.len);
 }
 
@@ -615,6 +722,7 @@ static void before_sleep(void *data)
                 server_fail(s, rv, "installing snapshot", errmsg);
                 return;
             }
+            s->snapshots_installed++;
         }
         if (apply_committed(s, &rd) != 0) {
             return;

@@ -49,6 +49,28 @@ int rfs_server_new(struct rfs_server **out, struct rpc_loop *loop,
                    const struct rfs_server_config *cfg, char *errmsg);
 void rfs_server_free(struct rfs_server *s);
 
+/* What rfs_server_stats() reports: a copy of the Raft state and the server's counters. */
+struct rfs_metrics_requests;
+struct rfs_server_stats {
+    uint64_t group_id;
+    raft_id id;
+    enum raft_role role;
+    raft_term term;
+    raft_id leader; /* 0: none known */
+    raft_index commit, applied, first_index, last_index, snapshot_index;
+    uint64_t snapshots_taken;     /* by this server, from its state machine */
+    uint64_t snapshots_installed; /* received from a leader */
+    uint64_t log_disk_bytes;      /* bytes allocated by the files in DIR/raft */
+    unsigned log_files;
+    unsigned client_conns;
+    uint64_t pending_writes, pending_reads;
+    /* Requests answered so far; points into the server, valid until it runs again. */
+    const struct rfs_metrics_requests *requests;
+};
+
+/* Fill *out (from the loop thread; reads the raft directory to size the log). */
+void rfs_server_stats(const struct rfs_server *s, struct rfs_server_stats *out);
+
 /* Non-zero once the server hit an error it cannot continue after (a failed log write);
  * the loop has been stopped and errmsg holds the reason. */
 int rfs_server_failed(const struct rfs_server *s, char *errmsg);
