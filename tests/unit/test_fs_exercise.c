@@ -43,7 +43,7 @@
 #define MIB (1024u * 1024u)
 
 /* The file exerciser's defaults (RAFTFS_EXERCISE_STEPS / _SECONDS override them). */
-#define EX_STEPS       50000
+#define EX_STEPS       40000
 #define EX_SECONDS     150
 #define EX_CHECK_EVERY 500
 
