@@ -58,22 +58,6 @@
 #define EX_STRIPE    (1 * MIB)   /* fs/: 16 blocks */
 #define EX_HISTORY   24          /* operations printed on a failure */
 
-/* KNOWN BUGS (reported; fs/file.c with mount/): each handle buffers its writes and hands them
- * to the cluster when it syncs, so between descriptors of one mount the order in which their
- * buffers reach the cluster decides, not the order of the write(2) calls:
- * - an O_APPEND handle places its bytes at the cluster's end when it flushes, not counting
- *   what other descriptors wrote before but still buffer (the append lands inside the file,
- *   which then ends short of what POSIX says);
- * - two descriptors that buffer overlapping ranges: the one that syncs last wins, even if its
- *   write(2) came first.
- * With EX_STRICT_HANDLE_ORDER 1 (the default) the exerciser checks what POSIX says and fails
- * on these. Build with -DEX_STRICT_HANDLE_ORDER=0 only to hunt for other bugs: before a write
- * through one descriptor, the descriptor that wrote last (if another) is fsync'ed, so at most
- * one handle buffers at any time. */
-#ifndef EX_STRICT_HANDLE_ORDER
-#define EX_STRICT_HANDLE_ORDER 1
-#endif
-
 struct fixture {
     bool skipped;
     struct sharded s;
@@ -241,7 +225,6 @@ struct ex {
     size_t max_size;
     unsigned done[EX_OPS];
     unsigned holes, eof_reads, o_truncs, whole_checks;
-    int last_writer; /* EX_STRICT_HANDLE_ORDER 0: the descriptor that wrote last, or -1 */
     char history[EX_HISTORY][160]; /* the last operations, a ring */
 };
 
@@ -432,21 +415,6 @@ static void ex_fstat(struct ex *e, int i)
     }
 }
 
-/* Only with EX_STRICT_HANDLE_ORDER 0: sync the descriptor that wrote last if it is not i. */
-static void ex_fence(struct ex *e, int i)
-{
-#if EX_STRICT_HANDLE_ORDER
-    (void)e;
-    (void)i;
-#else
-    if (e->last_writer >= 0 && e->last_writer != i && e->f->fds[e->last_writer] >= 0 &&
-        fsync(e->f->fds[e->last_writer]) != 0) {
-        ex_fail(e, "fence: fsync fd%d: %s", e->last_writer, strerror(errno));
-    }
-    e->last_writer = i;
-#endif
-}
-
 static void ex_step(struct ex *e)
 {
     unsigned w = (unsigned)rng_below(&e->x, 100), acc = 0;
@@ -471,7 +439,6 @@ static void ex_step(struct ex *e)
             i = (int)rng_below(&e->x, 3);
             ex_fill(e, e->buf, len);
             ex_note(e, "pwrite fd%d off %zu len %zu (size %zu)", i, off, len, e->size);
-            ex_fence(e, i);
             r = pwrite(e->f->fds[i], e->buf, len, (off_t)off);
             if (r != (ssize_t)len) {
                 ex_fail(e, "pwrite fd%d %zu at %zu gave %zd (%s)", i, len, off, r,
@@ -510,7 +477,6 @@ static void ex_step(struct ex *e)
             ssize_t r;
             ex_fill(e, e->buf, len);
             ex_note(e, "append fd%d len %zu (size %zu)", EX_APPEND_FD, len, e->size);
-            ex_fence(e, EX_APPEND_FD);
             r = write(e->f->fds[EX_APPEND_FD], e->buf, len);
             if (r != (ssize_t)len) {
                 ex_fail(e, "append %zu gave %zd (%s)", len, r, r < 0 ? strerror(errno) : "short");
@@ -604,7 +570,6 @@ static void test_random_file_ops_match_model(void **state)
     e->seed = (uint64_t)env_long("RAFTFS_SEED", 20261122);
     e->seed = e->seed == 0 ? 1 : e->seed;
     e->x = e->seed;
-    e->last_writer = -1;
     printf("test_random_file_ops_match_model: seed %llu, %ld steps at most, %.0f s at most "
            "(RAFTFS_SEED=%llu replays)\n",
            (unsigned long long)e->seed, steps, limit, (unsigned long long)e->seed);
@@ -671,7 +636,6 @@ static void test_random_file_ops_match_model(void **state)
 
 /* ---- the exerciser's findings, reduced ---- */
 
-#if EX_STRICT_HANDLE_ORDER
 /* Open path twice; the second descriptor with extra flags. */
 static void open_two(const struct fixture *f, const char *name, int flags_b, int *a, int *b,
                      char *path, size_t cap)
@@ -687,9 +651,8 @@ static void open_two(const struct fixture *f, const char *name, int flags_b, int
     assert_true(*b >= 0);
 }
 
-/* KNOWN BUG (EX_STRICT_HANDLE_ORDER): an append goes at the end of the file as it is when
- * the append is made, counting what another descriptor wrote before it. Seen as seed
- * 20261122, step 34 of the exerciser. */
+/* An append goes at the end of the file as it is when the append is made, counting what
+ * another descriptor wrote before it (found as seed 20261122, step 34 of the exerciser). */
 static void test_append_goes_after_another_descriptors_write(void **state)
 {
     struct fixture *f = *state;
@@ -710,8 +673,8 @@ static void test_append_goes_after_another_descriptors_write(void **state)
     assert_int_equal(st.st_size, 111);
 }
 
-/* KNOWN BUG (EX_STRICT_HANDLE_ORDER): of two overlapping writes through two descriptors, the
- * later one wins. Seen as seed 20261122, step 4533 (with appends fenced). */
+/* Of two overlapping writes through two descriptors, the later one wins (found as seed
+ * 20261122, step 4533 of the exerciser, with the appends bug fenced off by fsync). */
 static void test_later_write_wins_across_descriptors(void **state)
 {
     struct fixture *f = *state;
@@ -726,7 +689,6 @@ static void test_later_write_wins_across_descriptors(void **state)
     assert_int_equal(close(b), 0);
     assert_memory_equal(buf, "ABBA", 4);
 }
-#endif
 
 /* ---- 2. a 256 MiB file with dd and sha256sum, before and after a remount ---- */
 
@@ -787,10 +749,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_file_ops_match_model),
-#if EX_STRICT_HANDLE_ORDER
         cmocka_unit_test(test_append_goes_after_another_descriptors_write),
         cmocka_unit_test(test_later_write_wins_across_descriptors),
-#endif
         cmocka_unit_test(test_dd_256mib_sha256_survives_remount),
     };
     rfs_log_set_level(RFS_LOG_ERROR);
