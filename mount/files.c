@@ -46,14 +46,15 @@ void mount_ctx_close(struct mount_ctx *m)
 
 /* The bucket stays locked while its handles flush, so none can be released (freed) under
  * us; fs/file.h returns an error that dropped bytes only once, hence o->err. */
-int mount_files_flush_inode(struct mount_ctx *m, uint64_t ino, bool *any)
+static int files_flush(struct mount_ctx *m, uint64_t ino, const struct mount_open_file *except,
+                       bool *any)
 {
     struct mount_file_bucket *b = bucket_of(m, ino);
     int rv = 0;
     bool found = false;
     pthread_mutex_lock(&b->mu);
     for (struct mount_open_file *o = b->head; o != NULL; o = o->next) {
-        if (o->ino == ino) {
+        if (o->ino == ino && o != except) {
             int r = rfs_file_flush(o->f);
             found = true;
             rv = rv != 0 ? rv : r;
@@ -67,6 +68,16 @@ int mount_files_flush_inode(struct mount_ctx *m, uint64_t ino, bool *any)
         *any = found;
     }
     return rv;
+}
+
+int mount_files_flush_inode(struct mount_ctx *m, uint64_t ino, bool *any)
+{
+    return files_flush(m, ino, NULL, any);
+}
+
+int mount_files_flush_others(struct mount_ctx *m, const struct mount_open_file *self)
+{
+    return files_flush(m, self->ino, self, NULL);
 }
 
 struct mount_open_file *mount_file_open(struct mount_ctx *m, uint64_t ino, int flags)

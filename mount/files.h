@@ -31,4 +31,8 @@ int mount_file_flush(struct mount_ctx *m, struct mount_open_file *o);
  * kept for that handle's owner); *any (may be NULL) says whether ino has open handles. */
 int mount_files_flush_inode(struct mount_ctx *m, uint64_t ino, bool *any);
 
+/* Flush every other handle on self's inode (a write through self comes after what they
+ * hold). Returns as mount_files_flush_inode does. */
+int mount_files_flush_others(struct mount_ctx *m, const struct mount_open_file *self);
+
 #endif

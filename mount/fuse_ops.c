@@ -421,9 +421,9 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 /* ---- file data ----
  * An open file is an fs/file.h handle (fi->fh, listed in mount/files.h), which buffers
  * writes until flush, fsync, close or a read through it. Whatever reaches an inode some
- * other way (stat or truncate by name, another open, a read through another descriptor)
- * first flushes what this mount's handles hold: within one mount a file behaves as on a
- * local disk, between mounts close-to-open. */
+ * other way (stat or truncate by name, another open, a read or a write through another
+ * descriptor) first flushes what this mount's handles hold: within one mount a file behaves
+ * as on a local disk, between mounts close-to-open. */
 
 static struct mount_open_file *file_of(const struct fuse_file_info *fi)
 {
@@ -560,6 +560,14 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         fuse_reply_err(req, EINVAL);
         return;
     }
+    /* Each handle buffers on its own and syncs when it must, so without this the order in
+     * which handles sync would decide between their writes: within one mount, writes reach
+     * the cluster in the order write(2) made them. What other handles of the inode hold goes
+     * out first, so a later sync of theirs cannot overwrite these bytes, and an append
+     * (placed at the cluster's end when it syncs) comes after their writes. A single writer
+     * pays for a walk of the bucket; alternating writers for a sync at each switch. Their
+     * errors are theirs to report. */
+    mount_files_flush_others(ctx_of(req), file_of(fi));
     rv = rfs_file_write(file_of(fi)->f, (uint64_t)off, buf, size);
     if (rv != 0) {
         fuse_reply_err(req, -rv);

@@ -1,7 +1,8 @@
 /* raftfs-mount under faults, through the kernel (issue 6, "Tests"):
- * - a seeded random namespace exerciser (fixed edge cases first) compared step by step with a
- *   local directory: each step's errno, every 25 steps the whole trees, and at the end the tree
- *   again as a fresh daemon sees it;
+ * - a seeded random namespace exerciser (fixed edge cases first, then 15,000 random steps or
+ *   FS_FAULTS_SECONDS, whichever comes first) compared step by step with a local directory:
+ *   each step's errno, every 500 steps the whole trees, and at the end the tree again as a
+ *   fresh daemon sees it;
  * - kill -9 of the mount daemon in the middle of writes, then a remount that must find a
  *   consistent namespace;
  * - kill -9 of a shard leader (groups of three) during `cp -r`;
@@ -43,9 +44,13 @@
 #define CP_WAIT_MS   60000
 #define NBUCKETS     64
 
-/* Steps of the namespace exerciser (more with -DFS_FAULTS_STEPS=n for a long hunt). */
+/* Steps of the namespace exerciser (more with -DFS_FAULTS_STEPS=n for a long hunt), and the
+ * time after which it stops early (it says so, with the steps it ran). */
 #ifndef FS_FAULTS_STEPS
-#define FS_FAULTS_STEPS 300
+#define FS_FAULTS_STEPS 15000
+#endif
+#ifndef FS_FAULTS_SECONDS
+#define FS_FAULTS_SECONDS 120
 #endif
 
 struct fixture {
@@ -695,13 +700,15 @@ static void ns_check_step(const char *mroot, const char *lroot, const struct ns_
 
 static void test_random_namespace_ops_match_local_directory(void **state)
 {
-    enum { STEPS = FS_FAULTS_STEPS, CHECK_EVERY = 25, MAX_ENTS = 400 };
+    enum { STEPS = FS_FAULTS_STEPS, CHECK_EVERY = 500, MAX_ENTS = 400 };
     struct fixture *f = *state;
     char mroot[400], lroot[400], errmsg[RFS_ERRMSG_SIZE];
     const char *env = getenv("RAFTFS_SEED");
     uint64_t seed, x;
     struct ns_entry *ents = calloc(MAX_ENTS, sizeof *ents);
     unsigned failed[OP_N] = {0}, done[OP_N] = {0};
+    int64_t t0 = proc_now_ms(), deadline = t0 + (int64_t)FS_FAULTS_SECONDS * 1000;
+    int steps = 0;
     SKIP_IF_NEEDED(f);
     assert_non_null(ents);
     seed = env != NULL ? strtoull(env, NULL, 10) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
@@ -728,20 +735,26 @@ static void test_random_namespace_ops_match_local_directory(void **state)
         ns_check_step(mroot, lroot, &st, seed, step, &el);
         done[st.op]++;
         failed[st.op] += el != 0;
+        steps = step;
         if (step % CHECK_EVERY == 0) {
             compare_trees(mroot, lroot, seed, step);
         }
+        if (proc_now_ms() > deadline) {
+            printf("  stopped by the time bound (%d s)\n", FS_FAULTS_SECONDS);
+            break;
+        }
     }
-    compare_trees(mroot, lroot, seed, STEPS);
+    compare_trees(mroot, lroot, seed, steps);
+    printf("  %d random steps in %.1f s\n", steps, (double)(proc_now_ms() - t0) / 1000.0);
     /* The same tree from a new daemon (nothing cached in the kernel or the old daemon). */
     assert_int_equal(mount_helper_stop(f->mnt, &f->pid), 0);
     if (mount_helper_start(f->bin, f->s.meta.group, f->mnt, f->log, &f->pid, errmsg) != 0) {
         mount_helper_dump_log(f->log);
         fail_msg("remount: %s", errmsg);
     }
-    compare_trees(mroot, lroot, seed, STEPS);
+    compare_trees(mroot, lroot, seed, steps);
     for (int i = 0; i < OP_N; i++) {
-        printf("  %-8s %3u steps, %3u refused alike\n", op_names[i], done[i], failed[i]);
+        printf("  %-8s %5u steps, %5u refused alike\n", op_names[i], done[i], failed[i]);
     }
     free(ents);
 }
