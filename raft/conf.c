@@ -1,24 +1,37 @@
 /* Membership: configurations, single-server changes (thesis §4.1) and their encoding. */
 #include "internal.h"
 
+#include <assert.h>
 #include <string.h>
 
 #include "../common/bytes.h"
 
-void raft_conf_change_encode(const struct raft_conf_change *cc, uint8_t out[RAFT_CONF_CHANGE_SIZE])
+size_t raft_conf_change_size(const struct raft_conf_change *cc)
 {
+    return RAFT_CONF_CHANGE_SIZE + cc->context_len;
+}
+
+void raft_conf_change_encode(const struct raft_conf_change *cc, uint8_t *out)
+{
+    assert(cc->context_len <= RAFT_CONF_CONTEXT_MAX);
     out[0] = cc->type;
     rfs_put_le64(out + 1, cc->node);
+    if (cc->context_len > 0) {
+        memcpy(out + RAFT_CONF_CHANGE_SIZE, cc->context, cc->context_len);
+    }
 }
 
 int raft_conf_change_decode(const void *data, size_t len, struct raft_conf_change *cc)
 {
     const uint8_t *p = data;
-    if (len != RAFT_CONF_CHANGE_SIZE || p[0] < RAFT_CC_ADD_LEARNER || p[0] > RAFT_CC_REMOVE) {
+    if (len < RAFT_CONF_CHANGE_SIZE || len > RAFT_CONF_CHANGE_SIZE + RAFT_CONF_CONTEXT_MAX ||
+        p[0] < RAFT_CC_ADD_LEARNER || p[0] > RAFT_CC_REMOVE) {
         return RFS_EINVAL;
     }
     cc->type = p[0];
     cc->node = rfs_get_le64(p + 1);
+    cc->context_len = len - RAFT_CONF_CHANGE_SIZE;
+    cc->context = cc->context_len > 0 ? p + RAFT_CONF_CHANGE_SIZE : NULL;
     return cc->node == 0 ? RFS_EINVAL : 0;
 }
 

@@ -564,7 +564,7 @@ int raft_propose(struct raft *r, const void *data, size_t len, raft_index *index
 
 int raft_propose_conf(struct raft *r, const struct raft_conf_change *cc, raft_index *index)
 {
-    uint8_t buf[RAFT_CONF_CHANGE_SIZE];
+    uint8_t buf[RAFT_CONF_CHANGE_SIZE + RAFT_CONF_CONTEXT_MAX];
     struct raft_conf next = r->conf;
     int rv;
     assert(!r->in_ready);
@@ -574,11 +574,12 @@ int raft_propose_conf(struct raft *r, const struct raft_conf_change *cc, raft_in
     if (r->pending_conf_index > r->log.committed) {
         return RFS_ECONFPENDING;
     }
-    if (cc->node == 0 || raft_conf_apply(&next, cc) != 0) {
+    if (cc->node == 0 || cc->context_len > RAFT_CONF_CONTEXT_MAX ||
+        (cc->context_len > 0 && cc->context == NULL) || raft_conf_apply(&next, cc) != 0) {
         return RFS_EINVAL;
     }
     raft_conf_change_encode(cc, buf);
-    rv = append_as_leader(r, RAFT_ENTRY_CONF, buf, sizeof buf, index);
+    rv = append_as_leader(r, RAFT_ENTRY_CONF, buf, raft_conf_change_size(cc), index);
     if (rv != 0) {
         return rv;
     }

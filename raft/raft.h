@@ -62,9 +62,17 @@ enum raft_conf_change_type {
     RAFT_CC_REMOVE = 3,      /* remove a voter or a learner */
 };
 
+/* Bytes of application context a change may carry (etcd's ConfChange.Context); raftfs
+ * puts the member's address there. */
+#define RAFT_CONF_CONTEXT_MAX 256
+
 struct raft_conf_change {
     uint8_t type; /* enum raft_conf_change_type */
     raft_id node;
+    /* Optional, opaque to the core: stored in the entry after the fixed part. When
+     * decoded, context points into the entry's data (valid as long as the entry). */
+    const void *context;
+    size_t context_len; /* at most RAFT_CONF_CONTEXT_MAX */
 };
 
 struct raft_snapshot_meta {
@@ -224,7 +232,8 @@ void raft_step(struct raft *r, const struct raft_message *m);
 int raft_propose(struct raft *r, const void *data, size_t len, raft_index *index);
 
 /* Propose a membership change (one at a time: RFS_ECONFPENDING while one is uncommitted;
- * RFS_EINVAL for a change that makes no sense, such as removing the last voter). */
+ * RFS_EINVAL for a change that makes no sense, such as removing the last voter, or a
+ * context over RAFT_CONF_CONTEXT_MAX). The context is copied into the entry. */
 int raft_propose_conf(struct raft *r, const struct raft_conf_change *cc, raft_index *index);
 
 /* Ask for a linearizable read point (ReadIndex, thesis §6.4). Leader only. The answer
@@ -280,9 +289,17 @@ raft_index raft_match_get(const struct raft *r, raft_id peer);
 const char *raft_role_name(enum raft_role role);
 const char *raft_msg_type_name(int type);
 
-/* Encode/decode a membership change as the data of a RAFT_ENTRY_CONF entry. */
+/* Encode/decode a membership change as the data of a RAFT_ENTRY_CONF entry: type (1 byte),
+ * node (8 bytes, little-endian), then the context bytes. Entries written before contexts
+ * existed are exactly the 9 fixed bytes and decode with no context. */
 #define RAFT_CONF_CHANGE_SIZE 9
-void raft_conf_change_encode(const struct raft_conf_change *cc, uint8_t out[RAFT_CONF_CHANGE_SIZE]);
+/* Bytes raft_conf_change_encode writes: RAFT_CONF_CHANGE_SIZE + cc->context_len. */
+size_t raft_conf_change_size(const struct raft_conf_change *cc);
+/* out has room for raft_conf_change_size(cc) bytes; cc->context_len must be at most
+ * RAFT_CONF_CONTEXT_MAX. */
+void raft_conf_change_encode(const struct raft_conf_change *cc, uint8_t *out);
+/* RFS_EINVAL for a bad type, node 0, fewer than 9 bytes or a context over the maximum.
+ * cc->context points into data (NULL when there is none). */
 int raft_conf_change_decode(const void *data, size_t len, struct raft_conf_change *cc);
 
 /* Configuration helpers. */

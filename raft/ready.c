@@ -37,7 +37,7 @@ static int config_check(const struct raft_config *cfg, char *errmsg)
 static int bootstrap_log(struct raft *r, const struct raft_conf *boot)
 {
     for (unsigned i = 0; i < boot->n_voters + boot->n_learners; i++) {
-        struct raft_conf_change cc;
+        struct raft_conf_change cc = {0};
         uint8_t buf[RAFT_CONF_CHANGE_SIZE];
         int rv;
         cc.type = i < boot->n_voters ? RAFT_CC_ADD_VOTER : RAFT_CC_ADD_LEARNER;

@@ -310,7 +310,7 @@ static void cmd_propose_conf_change(struct interact_env *env, const struct inter
     struct env_node *node = live_arg(env, cmd, 0);
     struct raft *r = node != NULL ? node->r : NULL;
     const char *type = positional(cmd, 1);
-    struct raft_conf_change cc;
+    struct raft_conf_change cc = {0};
     raft_index index;
     int rv;
     if (r == NULL) {
