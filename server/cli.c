@@ -37,8 +37,16 @@ static void usage(const struct rfs_server_cli *cli, FILE *f)
             "\n"
             "%s\n"
             "\n"
-            "  --id I              this server's 0-based position in --peers\n"
-            "  --peers LIST        comma-separated host:port of every server of the group\n"
+            "  --id I              this server's 0-based position in --peers (its Raft id\n"
+            "                      is I+1)\n"
+            "  --peers LIST        comma-separated host:port of every server of the group;\n"
+            "                      '-' for a position with no server (a removed one).\n"
+            "                      Addresses learned from membership changes are kept in\n"
+            "                      DIR/peers and override these\n"
+            "  --join              a new server for a running group: with an empty --data,\n"
+            "                      wait to be added by the leader (raftfs group ...\n"
+            "                      add-learner I+1 ADDR) instead of starting a group of\n"
+            "                      --peers; no effect once DIR holds a log\n"
             "  --data DIR          data directory (created if missing; Raft log in DIR/raft,\n"
             "                      LevelDB in DIR/%s)\n",
             cli->prog, cli->summary, cli->db_name);
@@ -164,6 +172,7 @@ static int parse_args(const struct rfs_server_cli *cli, const struct rfs_config_
         {"min-free-mb", required_argument, NULL, 'F'},
         {"log-level", required_argument, NULL, 'l'},
         {"metrics", required_argument, NULL, 'M'},
+        {"join", no_argument, NULL, 'J'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -288,6 +297,9 @@ static int parse_args(const struct rfs_server_cli *cli, const struct rfs_config_
                 rfs_log_set_level(level);
                 break;
             }
+            case 'J':
+                cfg->join = true;
+                break;
             case 'h':
                 usage(cli, stdout);
                 return 1;
@@ -373,6 +385,7 @@ static unsigned config_keys(const struct rfs_server_cli *cli, struct rfs_config_
         {"min-free-mb", RFS_CONFIG_UINT, NULL},
         {"log-level", RFS_CONFIG_STRING, NULL},
         {"metrics", RFS_CONFIG_STRING, NULL},
+        {"join", RFS_CONFIG_BOOL, NULL},
     };
     unsigned n = 0;
     for (unsigned i = 0; i < sizeof all / sizeof all[0]; i++) {

@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,6 +27,7 @@
 #include "../common/log.h"
 #include "../proto/proto.h"
 #include "../raft/log_store.h"
+#include "addrs.h"
 #include "metrics.h"
 #include "space.h"
 
@@ -62,7 +64,13 @@ struct rfs_server {
     struct raft *r;
     struct raft_store *store;
     struct rpc_listener *listener;
-    struct rpc_peer *peers[SERVER_MAX_PEERS + 1];
+    struct rpc_peer *peers[SERVER_MAX_PEERS + 1]; /* by server id; NULL: no address */
+    struct server_addrs book;    /* id -> address: --peers, overridden by `learned` */
+    struct server_addrs learned; /* addresses from membership changes, saved in book_path */
+    char book_path[600];
+    bool book_dirty;       /* learned changed since it was last saved */
+    raft_index removed_at; /* a REMOVE of this server seen in the log at this index, or 0 */
+    bool removed;          /* removed_at set and not a member of the configuration */
     struct rpc_timer *tick;
     struct client_conn *conns;
     unsigned n_conns;
@@ -163,6 +171,141 @@ void rfs_server_stats(const struct rfs_server *s, struct rfs_server_stats *out)
     out->pending_writes = s->n_writes;
     out->pending_reads = s->n_reads;
     out->requests = &s->reqs;
+}
+
+/* ---- the address book ---- */
+
+static bool known_type(uint32_t type, void *data);
+static void on_frame(struct rpc_conn *c, uint32_t type, uint64_t req_id, const void *payload,
+                     size_t len, void *data);
+
+/* Connect to server `id` at its book address (replacing a connection to an old one). */
+static int peer_connect(struct rfs_server *s, raft_id id, char *errmsg)
+{
+    struct rpc_handler ph;
+    struct rpc_peer *p = NULL;
+    int rv;
+    if (id == s->cfg.id || s->book.addr[id][0] == '\0') {
+        return 0;
+    }
+    memset(&ph, 0, sizeof ph);
+    ph.data = s;
+    ph.known_type = known_type;
+    ph.on_frame = on_frame;
+    rv = rpc_peer_new(s->loop, s->book.addr[id], &ph, &p, errmsg);
+    if (rv != 0) {
+        rfs_errmsg_wrapf(errmsg, "server %llu", (unsigned long long)id);
+        return rv;
+    }
+    rpc_peer_free(s->peers[id]);
+    s->peers[id] = p;
+    return 0;
+}
+
+/* Record that server `id` is at addr (len bytes, not NUL-terminated), as a membership
+ * change says, and connect to it. */
+static void peer_set(struct rfs_server *s, raft_id id, const char *addr, size_t len)
+{
+    char errmsg[RFS_ERRMSG_SIZE] = "";
+    char old[SERVER_ADDR_MAX];
+    if (id < 1 || id > SERVER_MAX_PEERS || !server_addr_valid(addr, len)) {
+        rfs_warnf("ignoring the address of server %llu from a membership change: not an id "
+                  "1..%d with a host:port",
+                  (unsigned long long)id, SERVER_MAX_PEERS);
+        return;
+    }
+    if (strlen(s->learned.addr[id]) != len || memcmp(s->learned.addr[id], addr, len) != 0) {
+        memcpy(s->learned.addr[id], addr, len);
+        s->learned.addr[id][len] = '\0';
+        s->book_dirty = true;
+    }
+    if (strlen(s->book.addr[id]) == len && memcmp(s->book.addr[id], addr, len) == 0 &&
+        (id == s->cfg.id || s->peers[id] != NULL)) {
+        return;
+    }
+    memcpy(old, s->book.addr[id], sizeof old);
+    memcpy(s->book.addr[id], addr, len);
+    s->book.addr[id][len] = '\0';
+    if (id == s->cfg.id) {
+        if (strcmp(s->book.addr[id], s->cfg.peers[id - 1]) != 0) {
+            rfs_warnf("the group knows this server (%llu) as %s but it listens on %s: restart "
+                      "it with that address in --peers",
+                      (unsigned long long)id, s->book.addr[id], s->cfg.peers[id - 1]);
+        }
+    } else if (peer_connect(s, id, errmsg) != 0) {
+        rfs_warnf("%s: keeping the old address %s", errmsg, old[0] ? old : "(none)");
+        memcpy(s->book.addr[id], old, sizeof old);
+        return;
+    }
+    rfs_infof("address book: server %llu is at %s", (unsigned long long)id, s->book.addr[id]);
+}
+
+static void book_save(struct rfs_server *s)
+{
+    char errmsg[RFS_ERRMSG_SIZE] = "";
+    if (!s->book_dirty) {
+        return;
+    }
+    s->book_dirty = false;
+    if (server_addrs_save(&s->learned, s->book_path, errmsg) != 0) {
+        /* The addresses are still in the log, which is scanned again at start. */
+        rfs_errorf("saving the address book: %s", errmsg);
+    }
+}
+
+/* Learn from membership entries (persisted or committed): the addresses they carry, and,
+ * from committed ones, whether this server was removed (a leader removing itself leads
+ * until the change commits). connect: also connect to new addresses (else only record
+ * them, at start before any connection exists). */
+static void conf_entries_seen(struct rfs_server *s, const struct raft_entry *es, unsigned n,
+                              bool committed, bool connect)
+{
+    for (unsigned i = 0; i < n; i++) {
+        const struct raft_entry *e = &es[i];
+        struct raft_conf_change cc;
+        if (e->type != RAFT_ENTRY_CONF ||
+            raft_conf_change_decode(e->data.base, e->data.len, &cc) != 0) {
+            continue;
+        }
+        if (cc.node == s->cfg.id && committed) {
+            if (cc.type == RAFT_CC_REMOVE) {
+                s->removed_at = e->index;
+            } else if (e->index > s->removed_at) {
+                s->removed_at = 0;
+            }
+        }
+        if (cc.type == RAFT_CC_REMOVE || cc.context_len == 0) {
+            continue;
+        }
+        if (connect) {
+            peer_set(s, cc.node, cc.context, cc.context_len);
+        } else if (cc.node <= SERVER_MAX_PEERS && server_addr_valid(cc.context, cc.context_len) &&
+                   (strlen(s->learned.addr[cc.node]) != cc.context_len ||
+                    memcmp(s->learned.addr[cc.node], cc.context, cc.context_len) != 0)) {
+            memcpy(s->learned.addr[cc.node], cc.context, cc.context_len);
+            s->learned.addr[cc.node][cc.context_len] = '\0';
+            s->book_dirty = true; /* saved after the first ready cycle */
+        }
+    }
+}
+
+/* After a ready cycle: notice this server leaving (or rejoining) the configuration. */
+static void membership_check(struct rfs_server *s)
+{
+    const struct raft_conf *c = raft_conf_get(s->r);
+    bool member = raft_conf_is_voter(c, s->cfg.id) || raft_conf_is_learner(c, s->cfg.id);
+    bool removed = s->removed_at != 0 && !member;
+    if (removed == s->removed) {
+        return;
+    }
+    s->removed = removed;
+    if (removed) {
+        rfs_infof("removed from the group (at index %llu): no longer campaigning or serving "
+                  "clients; stop this server",
+                  (unsigned long long)s->removed_at);
+    } else {
+        rfs_infof("a member of the group again");
+    }
 }
 
 /* ---- client connections ---- */
@@ -407,6 +550,154 @@ static bool refuse_for_space(struct rfs_server *s, const Raftfs__KvRequest *req,
     return true;
 }
 
+/* A membership change (KV_CONF_CHANGE), at the leader. Changes that are already in effect
+ * succeed at once (a retry after a lost reply, or a second operator); the others are
+ * proposed with the member's address as the entry's context and answered when they
+ * commit. */
+static void handle_conf_change(struct rfs_server *s, uint64_t conn_id, uint64_t req_id, uint64_t t0,
+                               const Raftfs__KvRequest *req)
+{
+    const unsigned op = RAFTFS__KV_OP__KV_CONF_CHANGE;
+    const struct raft_conf *conf = raft_conf_get(s->r);
+    struct raft_conf_change cc = {0};
+    char msg[RFS_ERRMSG_SIZE] = "";
+    const char *addr = (const char *)req->value.data;
+    size_t addr_len = req->value.len;
+    unsigned long long node = req->node;
+    bool voter, learner;
+    raft_index index;
+    int rv = RFS_EINVAL;
+
+    if (node < 1 || node > SERVER_MAX_PEERS) {
+        snprintf(msg, sizeof msg, "server id %llu: ids are 1..%d", node, SERVER_MAX_PEERS);
+        goto fail;
+    }
+    if (addr_len > 0 && !server_addr_valid(addr, addr_len)) {
+        snprintf(msg, sizeof msg, "'%.*s' is not a HOST:PORT address", (int)(addr_len % 200), addr);
+        goto fail;
+    }
+    if (addr_len > 0) {
+        struct sockaddr_in sa;
+        char a[SERVER_ADDR_MAX];
+        char err[RFS_ERRMSG_SIZE] = "";
+        memcpy(a, addr, addr_len);
+        a[addr_len] = '\0';
+        if (rpc_addr_parse(a, &sa, err) != 0) {
+            snprintf(msg, sizeof msg, "address of server %llu: %.200s", node, err);
+            goto fail;
+        }
+    }
+    voter = raft_conf_is_voter(conf, node);
+    learner = raft_conf_is_learner(conf, node);
+    cc.type = (uint8_t)req->change;
+    cc.node = node;
+    switch (req->change) {
+        case RAFT_CC_ADD_LEARNER:
+            if (voter || learner) {
+                if (addr_len == 0 || (strlen(s->book.addr[node]) == addr_len &&
+                                      memcmp(s->book.addr[node], addr, addr_len) == 0)) {
+                    snprintf(msg, sizeof msg, "server %llu is already a %s", node,
+                             voter ? "voter" : "learner");
+                    reply_status(s, conn_id, req_id, 0, msg);
+                    count_request(s, op, t0, 0);
+                    return;
+                }
+                snprintf(msg, sizeof msg,
+                         "server %llu is already a %s at %s: remove it first to give the id "
+                         "another address",
+                         node, voter ? "voter" : "learner", s->book.addr[node]);
+                goto fail;
+            }
+            if (addr_len == 0) {
+                snprintf(msg, sizeof msg, "add-learner needs the new server's HOST:PORT");
+                goto fail;
+            }
+            break;
+        case RAFT_CC_ADD_VOTER:
+            if (voter) {
+                snprintf(msg, sizeof msg, "server %llu is already a voter", node);
+                reply_status(s, conn_id, req_id, 0, msg);
+                count_request(s, op, t0, 0);
+                return;
+            }
+            if (!learner && !req->force) {
+                snprintf(msg, sizeof msg,
+                         "server %llu is not a learner: add it with add-learner ID ADDR, wait "
+                         "until it has caught up, then promote it",
+                         node);
+                goto fail;
+            }
+            if (!learner && addr_len == 0) {
+                snprintf(msg, sizeof msg, "a new voter needs its HOST:PORT");
+                goto fail;
+            }
+            if (learner && !req->force &&
+                raft_match_get(s->r, node) + SERVER_CATCH_UP_ENTRIES < raft_last_index(s->r)) {
+                snprintf(msg, sizeof msg,
+                         "server %llu has %llu of %llu log entries: wait until it has caught up "
+                         "(raftfs group ... members), or promote with --force",
+                         node, (unsigned long long)raft_match_get(s->r, node),
+                         (unsigned long long)raft_last_index(s->r));
+                rv = RFS_EBUSY;
+                goto fail;
+            }
+            if (addr_len == 0 && s->book.addr[node][0] != '\0') {
+                addr = s->book.addr[node]; /* restate it: every entry carries the address */
+                addr_len = strlen(addr);
+            }
+            break;
+        case RAFT_CC_REMOVE:
+            if (!voter && !learner) {
+                snprintf(msg, sizeof msg, "server %llu is not a member", node);
+                reply_status(s, conn_id, req_id, 0, msg);
+                count_request(s, op, t0, 0);
+                return;
+            }
+            if (voter && conf->n_voters == 1) {
+                snprintf(msg, sizeof msg, "server %llu is the last voter of the group", node);
+                goto fail;
+            }
+            addr_len = 0;
+            break;
+        default:
+            snprintf(msg, sizeof msg,
+                     "unknown membership change %u (1 add learner, 2 add voter, "
+                     "3 remove)",
+                     req->change);
+            goto fail;
+    }
+    if (addr_len > 0) {
+        char a[SERVER_ADDR_MAX];
+        memcpy(a, addr, addr_len); /* addr may be the book entry peer_set rewrites */
+        peer_set(s, node, a, addr_len);
+        cc.context = s->book.addr[node];
+        cc.context_len = strlen(s->book.addr[node]);
+    }
+    rv = raft_propose_conf(s->r, &cc, &index);
+    if (rv == RFS_ECONFPENDING) {
+        snprintf(msg, sizeof msg,
+                 "another membership change is not committed yet: retry once "
+                 "it is (a majority of the voters must be up)");
+        goto fail;
+    }
+    if (rv != 0) {
+        snprintf(msg, sizeof msg, "%s", rfs_strerror(rv));
+        goto fail;
+    }
+    rfs_infof("proposed membership change %u of server %llu%s%.*s at %llu", req->change, node,
+              cc.context_len ? " at " : "", (int)cc.context_len, (const char *)cc.context,
+              (unsigned long long)index);
+    rv = writes_push(s, index, conn_id, req_id, op, t0);
+    if (rv != 0) {
+        snprintf(msg, sizeof msg, "out of memory");
+        goto fail;
+    }
+    return;
+fail:
+    reply_status(s, conn_id, req_id, rv, msg[0] ? msg : NULL);
+    count_request(s, op, t0, rv);
+}
+
 static void handle_kv_request(struct rfs_server *s, struct rpc_conn *c, uint64_t req_id,
                               const void *payload, size_t len)
 {
@@ -430,6 +721,22 @@ static void handle_kv_request(struct rfs_server *s, struct rpc_conn *c, uint64_t
         count_request(s, op, t0, RFS_EWRONGGROUP);
         return;
     }
+    if (s->removed) {
+        raftfs__kv_request__free_unpacked(req, &proto_allocator);
+        reply_status(s, conn_id, req_id, RFS_ENOTLEADER, "this server was removed from the group");
+        count_request(s, op, t0, RFS_ENOTLEADER);
+        return;
+    }
+    if (req->op == RAFTFS__KV_OP__KV_CONF_CHANGE) {
+        if (raft_role_get(s->r) != RAFT_LEADER) {
+            reply_status(s, conn_id, req_id, RFS_ENOTLEADER, NULL);
+            count_request(s, op, t0, RFS_ENOTLEADER);
+        } else {
+            handle_conf_change(s, conn_id, req_id, t0, req);
+        }
+        raftfs__kv_request__free_unpacked(req, &proto_allocator);
+        return;
+    }
     if (!is_read && refuse_for_space(s, req, conn_id, req_id, t0)) {
         raftfs__kv_request__free_unpacked(req, &proto_allocator);
         return;
@@ -450,20 +757,46 @@ static void handle_kv_request(struct rfs_server *s, struct rpc_conn *c, uint64_t
 static void handle_status(struct rfs_server *s, struct rpc_conn *c, uint64_t req_id)
 {
     Raftfs__StatusReply rep = RAFTFS__STATUS_REPLY__INIT;
-    uint8_t buf[256];
+    Raftfs__Member members[2 * RAFT_MAX_NODES];
+    Raftfs__Member *mp[2 * RAFT_MAX_NODES];
+    const struct raft_conf *conf = raft_conf_get(s->r);
     const struct raft_snapshot *snap = raft_snapshot_get(s->r);
+    bool leader = raft_role_get(s->r) == RAFT_LEADER;
+    uint8_t *buf;
     size_t len;
     rep.id = s->cfg.id;
     rep.group_id = s->cfg.group_id;
     rep.role = raft_role_get(s->r);
     rep.term = raft_term_get(s->r);
-    rep.leader = raft_leader_get(s->r);
+    rep.leader = s->removed ? 0 : raft_leader_get(s->r);
     rep.commit = raft_commit_get(s->r);
     rep.applied = raft_applied_get(s->r);
     rep.last_index = raft_last_index(s->r);
     rep.snapshot_index = snap ? snap->meta.index : 0;
+    rep.removed = s->removed;
+    rep.addr = (char *)s->cfg.peers[s->cfg.id - 1];
+    for (unsigned i = 0; i < conf->n_voters + conf->n_learners; i++) {
+        bool learner = i >= conf->n_voters;
+        raft_id id = learner ? conf->learners[i - conf->n_voters] : conf->voters[i];
+        raftfs__member__init(&members[i]);
+        members[i].id = id;
+        members[i].learner = learner;
+        members[i].addr = id <= SERVER_MAX_PEERS ? s->book.addr[id] : (char *)"";
+        members[i].match = !leader           ? 0
+                           : id == s->cfg.id ? raft_last_index(s->r)
+                                             : raft_match_get(s->r, id);
+        mp[i] = &members[i];
+    }
+    rep.n_members = conf->n_voters + conf->n_learners;
+    rep.members = mp;
+    len = raftfs__status_reply__get_packed_size(&rep);
+    buf = rfs_malloc(len ? len : 1);
+    if (buf == NULL) {
+        return; /* the client times out and retries */
+    }
     len = raftfs__status_reply__pack(&rep, buf);
     (void)rpc_conn_send(c, RAFTFS__FRAME_TYPE__FRAME_STATUS_REPLY, req_id, buf, len);
+    rfs_free(buf);
 }
 
 static void handle_raft(struct rfs_server *s, struct rpc_conn *c, const void *payload, size_t len)
@@ -481,7 +814,7 @@ static void handle_raft(struct rfs_server *s, struct rpc_conn *c, const void *pa
         rpc_conn_close(c, errmsg);
         return;
     }
-    if (pm.m.to == s->cfg.id && pm.m.from >= 1 && pm.m.from <= s->cfg.n_peers) {
+    if (pm.m.to == s->cfg.id && pm.m.from >= 1 && pm.m.from <= SERVER_MAX_PEERS) {
         raft_step(s->r, &pm.m);
     }
     proto_raft_msg_free(&pm);
@@ -541,7 +874,7 @@ static void send_messages(struct rfs_server *s, const struct raft_ready *rd, boo
         if (sendable_before_sync(s, rd, m) != early) {
             continue;
         }
-        if (m->to == 0 || m->to > s->cfg.n_peers || s->peers[m->to] == NULL) {
+        if (m->to == 0 || m->to > SERVER_MAX_PEERS || s->peers[m->to] == NULL) {
             continue;
         }
         if (proto_raft_pack(s->cfg.group_id, m, &buf) != 0) {
@@ -714,6 +1047,11 @@ static void before_sleep(void *data)
             return; /* nothing that depends on the batch is sent or applied */
         }
         s->durable_term = rd.hard_state.term;
+        /* Addresses of new members: a follower needs them before it answers a leader it
+         * was not started with; the book is saved before the entries are acknowledged. */
+        conf_entries_seen(s, rd.entries, rd.n_entries, false, true);
+        conf_entries_seen(s, rd.committed, rd.n_committed, true, true);
+        book_save(s);
         send_messages(s, &rd, false);
         if (rd.snapshot != NULL) {
             rv = s->cfg.sm_ops->restore(s->cfg.sm, rd.snapshot->meta.index, rd.snapshot->data.base,
@@ -729,6 +1067,7 @@ static void before_sleep(void *data)
         }
         confirm_reads(s, &rd);
         raft_advance(s->r, &rd);
+        membership_check(s);
     }
     if (s->failed) {
         return;
@@ -754,7 +1093,7 @@ static void on_tick(struct rpc_timer *t, void *data)
 {
     struct rfs_server *s = data;
     (void)t;
-    if (!s->failed) {
+    if (!s->failed && !s->removed) {
         raft_tick(s->r);
     }
 }
@@ -865,15 +1204,23 @@ static int open_raft(struct rfs_server *s, char *errmsg)
     }
     memset(&boot, 0, sizeof boot);
     for (unsigned i = 0; i < s->cfg.n_peers; i++) {
-        boot.voters[boot.n_voters++] = i + 1;
+        if (strcmp(s->cfg.peers[i], "-") != 0) {
+            boot.voters[boot.n_voters++] = i + 1;
+        }
     }
     memset(&rs, 0, sizeof rs);
     rs.hard_state = st.hard_state;
     rs.snapshot = st.has_snapshot ? &st.snapshot : NULL;
     rs.entries = st.entries;
     rs.n_entries = st.n_entries;
-    rs.bootstrap = &boot;
+    /* A joining server waits to be added; it must not invent a configuration of its own. */
+    rs.bootstrap = s->cfg.join ? NULL : &boot;
     rs.applied = applied;
+    if (s->cfg.join && st.n_entries == 0 && !st.has_snapshot && st.hard_state.term == 0) {
+        rfs_infof("joining: empty data directory, waiting for a leader to add this server "
+                  "(raftfs group --group ... add-learner %llu %s)",
+                  (unsigned long long)s->cfg.id, s->cfg.peers[s->cfg.id - 1]);
+    }
     s->durable_term = st.hard_state.term;
 
     raft_config_default(&rc, s->cfg.id);
@@ -893,6 +1240,47 @@ static int open_raft(struct rfs_server *s, char *errmsg)
     return 0;
 }
 
+/* The address book at start: --peers by position, then DIR/peers, then the addresses in
+ * the membership entries of the recovered log (newer than anything compacted away). */
+static int book_open(struct rfs_server *s, char *errmsg)
+{
+    raft_index first = raft_first_index(s->r);
+    raft_index last = raft_last_index(s->r);
+    int rv;
+    snprintf(s->book_path, sizeof s->book_path, "%s/peers", s->data_dir);
+    for (unsigned i = 0; i < s->cfg.n_peers; i++) {
+        if (server_addr_valid(s->cfg.peers[i], strlen(s->cfg.peers[i]))) {
+            snprintf(s->book.addr[i + 1], SERVER_ADDR_MAX, "%s", s->cfg.peers[i]);
+        }
+    }
+    rv = server_addrs_load(&s->learned, s->book_path, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    for (raft_index i = first; i != 0 && i <= last; i++) {
+        const struct raft_entry *e = raft_entry_at(s->r, i);
+        if (e != NULL) {
+            conf_entries_seen(s, e, 1, i <= raft_commit_get(s->r), false);
+        }
+    }
+    for (raft_id id = 1; id <= SERVER_MAX_PEERS; id++) {
+        if (s->learned.addr[id][0] != '\0') {
+            memcpy(s->book.addr[id], s->learned.addr[id], SERVER_ADDR_MAX);
+        }
+    }
+    /* This server listens where --peers says, whatever the book learned. */
+    snprintf(s->book.addr[s->cfg.id], SERVER_ADDR_MAX, "%s", s->cfg.peers[s->cfg.id - 1]);
+    membership_check(s);
+    for (raft_id id = 1; id <= SERVER_MAX_PEERS; id++) {
+        if (s->book.addr[id][0] != '\0' && id != s->cfg.id &&
+            (id > s->cfg.n_peers || strcmp(s->book.addr[id], s->cfg.peers[id - 1]) != 0)) {
+            rfs_infof("address book: server %llu is at %s", (unsigned long long)id,
+                      s->book.addr[id]);
+        }
+    }
+    return 0;
+}
+
 int rfs_server_new(struct rfs_server **out, struct rpc_loop *loop,
                    const struct rfs_server_config *cfg, char *errmsg)
 {
@@ -903,6 +1291,13 @@ int rfs_server_new(struct rfs_server **out, struct rpc_loop *loop,
         cfg->data_dir == NULL || cfg->sm_ops == NULL) {
         rfs_errmsg_printf(errmsg, "server id %llu must be between 1 and the number of peers (%u)",
                           (unsigned long long)cfg->id, cfg->n_peers);
+        return RFS_EINVAL;
+    }
+    if (strcmp(cfg->peers[cfg->id - 1], "-") == 0) {
+        rfs_errmsg_printf(errmsg,
+                          "--peers has '-' at this server's own position %llu: give its "
+                          "HOST:PORT there",
+                          (unsigned long long)cfg->id - 1);
         return RFS_EINVAL;
     }
     s = rfs_calloc(1, sizeof *s);
@@ -935,16 +1330,12 @@ int rfs_server_new(struct rfs_server **out, struct rpc_loop *loop,
     if (rv != 0) {
         goto err;
     }
-    for (unsigned i = 0; i < cfg->n_peers; i++) {
-        struct rpc_handler ph;
-        if (i + 1 == cfg->id) {
-            continue;
-        }
-        memset(&ph, 0, sizeof ph);
-        ph.data = s;
-        ph.known_type = known_type;
-        ph.on_frame = on_frame;
-        rv = rpc_peer_new(loop, cfg->peers[i], &ph, &s->peers[i + 1], errmsg);
+    rv = book_open(s, errmsg);
+    if (rv != 0) {
+        goto err;
+    }
+    for (raft_id id = 1; id <= SERVER_MAX_PEERS; id++) {
+        rv = peer_connect(s, id, errmsg);
         if (rv != 0) {
             goto err;
         }

@@ -15,17 +15,23 @@
 /* Bytes of values a write may carry while space is low (see min_free_mb). */
 #define SERVER_LOW_SPACE_ALLOWANCE 4096u
 
+/* A learner is promoted to voter only once the leader's match index for it is within this
+ * many entries of the leader's last one (unless forced). */
+#define SERVER_CATCH_UP_ENTRIES 100
+
 struct rfs_server_config {
     uint64_t group_id;
     raft_id id; /* 1-based position in peers */
     unsigned n_peers;
-    const char *peers[SERVER_MAX_PEERS]; /* "host:port"; server i+1 listens on peers[i] */
-    const char *data_dir;                /* raft log under data_dir/raft */
-    unsigned tick_ms;                    /* default 50 */
-    unsigned election_ticks;             /* default 10 */
-    unsigned heartbeat_ticks;            /* default 2 */
-    uint64_t snapshot_every;             /* entries between snapshots, default 10000 */
-    uint64_t keep_entries;               /* entries kept behind a snapshot, default 1000 */
+    /* "host:port"; server i+1 listens on peers[i]; "-" for a position with no server.
+     * DIR/peers (server/addrs.h) and membership changes add to and override these. */
+    const char *peers[SERVER_MAX_PEERS];
+    const char *data_dir;     /* raft log under data_dir/raft */
+    unsigned tick_ms;         /* default 50 */
+    unsigned election_ticks;  /* default 10 */
+    unsigned heartbeat_ticks; /* default 2 */
+    uint64_t snapshot_every;  /* entries between snapshots, default 10000 */
+    uint64_t keep_entries;    /* entries kept behind a snapshot, default 1000 */
     /* Writes carrying more than SERVER_LOW_SPACE_ALLOWANCE bytes of values are refused with
      * RFS_ENOSPC while the data directory's file system has less than this free (MiB;
      * default 64, 0: never). Smaller ones (metadata: deleting, renaming, truncating) go on,
@@ -34,6 +40,9 @@ struct rfs_server_config {
     const struct rfs_sm_ops *sm_ops;
     void *sm;
     const char *role_name; /* "shard" or "meta", for logs and errors */
+    /* A new server for a running group: with nothing stored, start with no configuration
+     * and wait for a leader to add it (no bootstrap from peers). With a log, no effect. */
+    bool join;
 };
 
 void rfs_server_config_default(struct rfs_server_config *cfg);
