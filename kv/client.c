@@ -192,19 +192,27 @@ struct kv_client_ext {
     struct peer_tag *tags;
 };
 
+static bool is_hole(const char *addr)
+{
+    return strcmp(addr, KV_CLIENT_NO_SERVER) == 0;
+}
+
 int kv_client_parse_servers(char *list, struct kv_client_options *o, char *errmsg)
 {
     char *save = NULL;
+    unsigned holes = 0;
     o->n_servers = 0;
     for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (o->n_servers == KV_CLIENT_MAX_SERVERS) {
             rfs_errmsg_printf(errmsg, "at most %d servers in a group", KV_CLIENT_MAX_SERVERS);
             return RFS_EINVAL;
         }
+        holes += is_hole(tok);
         o->servers[o->n_servers++] = tok;
     }
-    if (o->n_servers == 0) {
-        rfs_errmsg_printf(errmsg, "no servers given (expected host:port,host:port,...)");
+    if (o->n_servers == holes) {
+        rfs_errmsg_printf(errmsg, "no servers given (expected host:port,host:port,...; '-' "
+                                  "holds the place of a removed server)");
         return RFS_EINVAL;
     }
     return 0;
@@ -313,6 +321,9 @@ int kv_client_new(struct kv_client **out, const struct kv_client_options *o, cha
     }
     for (unsigned i = 0; i < o->n_servers; i++) {
         struct rpc_handler h;
+        if (is_hole(c->addrs[i])) {
+            continue; /* no server with this id: attempts skip it */
+        }
         memset(&h, 0, sizeof h);
         h.data = &ext->tags[i];
         h.on_frame = on_frame_tagged;
@@ -383,6 +394,11 @@ static int attempt(struct kv_client *c, unsigned server, uint32_t frame, const v
     struct timespec deadline;
     int rv;
 
+    if (c->peers[server] == NULL) {
+        *reply = NULL;
+        *reply_len = 0;
+        return RFS_EUNAVAIL; /* a hole in the list ("-") */
+    }
     memset(&w, 0, sizeof w);
     {
         pthread_condattr_t attr;
@@ -474,6 +490,18 @@ static const char *transport_reason(int rv)
     }
 }
 
+/* The position after `server` that has a server (the list may hold "-" holes). */
+static unsigned next_server(const struct kv_client *c, unsigned server)
+{
+    for (unsigned i = 1; i <= c->o.n_servers; i++) {
+        unsigned next = (server + i) % c->o.n_servers;
+        if (c->peers[next] != NULL) {
+            return next;
+        }
+    }
+    return (server + 1) % c->o.n_servers;
+}
+
 /* Send a packed KvRequest until some server gives a definite answer or timeout_ms passes. */
 static int call(struct kv_client *c, const void *req, size_t len, unsigned timeout_ms,
                 Raftfs__KvReply **out, char *errmsg)
@@ -497,9 +525,9 @@ static int call(struct kv_client *c, const void *req, size_t len, unsigned timeo
             if (rep == NULL) {
                 rv = RFS_EPROTO;
             } else if (rep->status == RFS_ENOTLEADER) {
-                unsigned next = (server + 1) % c->o.n_servers;
+                unsigned next = next_server(c, server);
                 if (rep->leader_hint >= 1 && rep->leader_hint <= c->o.n_servers &&
-                    rep->leader_hint - 1 != server) {
+                    rep->leader_hint - 1 != server && c->peers[rep->leader_hint - 1] != NULL) {
                     next = (unsigned)rep->leader_hint - 1;
                     backoff = 10;
                 } else {
@@ -527,11 +555,11 @@ static int call(struct kv_client *c, const void *req, size_t len, unsigned timeo
         if (now_ms() >= deadline) {
             break;
         }
-        if (rv != RFS_ETIMEDOUT) {
+        if (rv != RFS_ETIMEDOUT && c->peers[server] != NULL) {
             sleep_ms(backoff);
             backoff = backoff < 200 ? backoff * 2 : 200;
         }
-        server = (server + 1) % c->o.n_servers;
+        server = next_server(c, server);
     }
     rfs_errmsg_printf(errmsg,
                       "no leader answered within %u ms (last try %s: %s); check that a majority "
@@ -984,6 +1012,36 @@ int kv_client_call_value(struct kv_client *c, uint32_t op, const void *value, si
     return rv;
 }
 
+int kv_client_conf_change(struct kv_client *c, uint64_t node, unsigned change, const char *addr,
+                          bool force, char *note, char *errmsg)
+{
+    Raftfs__KvRequest req = RAFTFS__KV_REQUEST__INIT;
+    Raftfs__KvReply *rep = NULL;
+    int rv;
+    if (c->route != NULL) {
+        rfs_errmsg_printf(errmsg, "membership changes go to one group: use a client of its "
+                                  "servers");
+        return RFS_EINVAL;
+    }
+    req.op = RAFTFS__KV_OP__KV_CONF_CHANGE;
+    req.node = node;
+    req.change = change;
+    req.force = force;
+    if (addr != NULL) {
+        req.value.data = (uint8_t *)addr;
+        req.value.len = strlen(addr);
+    }
+    /* Not a session write: the change is idempotent at the leader. */
+    rv = run(c, &req, false, &rep, errmsg);
+    if (rv == 0 && note != NULL) {
+        rfs_errmsg_printf(note, "%s", rep->error != NULL ? rep->error : "");
+    }
+    if (rep != NULL) {
+        raftfs__kv_reply__free_unpacked(rep, &proto_allocator);
+    }
+    return rv;
+}
+
 int kv_client_status(struct kv_client *c, unsigned server, struct kv_server_status *st)
 {
     Raftfs__StatusRequest req = RAFTFS__STATUS_REQUEST__INIT;
@@ -1027,6 +1085,16 @@ int kv_client_status(struct kv_client *c, unsigned server, struct kv_server_stat
         st->applied = rep->applied;
         st->last_index = rep->last_index;
         st->snapshot_index = rep->snapshot_index;
+        st->removed = rep->removed;
+        snprintf(st->addr, sizeof st->addr, "%s", rep->addr != NULL ? rep->addr : "");
+        for (size_t i = 0; i < rep->n_members && st->n_members < 32; i++) {
+            struct kv_member *m = &st->members[st->n_members++];
+            m->id = rep->members[i]->id;
+            m->learner = rep->members[i]->learner;
+            m->match = rep->members[i]->match;
+            snprintf(m->addr, sizeof m->addr, "%s",
+                     rep->members[i]->addr != NULL ? rep->members[i]->addr : "");
+        }
         raftfs__status_reply__free_unpacked(rep, &proto_allocator);
     }
     return 0;

@@ -59,7 +59,12 @@ struct kv_client_options {
 
 struct kv_client;
 
-/* Parse "A0,A1,A2" into o->servers (pointers into list, which is modified). */
+/* In a server list, the place of a server id with no server (a removed one): ids are
+ * positions (id i+1 = servers[i]), so later servers keep theirs. */
+#define KV_CLIENT_NO_SERVER "-"
+
+/* Parse "A0,A1,A2" into o->servers (pointers into list, which is modified); "-" entries
+ * are holes (KV_CLIENT_NO_SERVER), at least one real address is needed. */
 int kv_client_parse_servers(char *list, struct kv_client_options *o, char *errmsg);
 /* Parse "M0,M1,M2" into o->meta (pointers into list, which is modified). */
 int kv_client_parse_meta(char *list, struct kv_client_options *o, char *errmsg);
@@ -191,10 +196,32 @@ int kv_client_locate(struct kv_client *c, const void *key, size_t klen, uint32_t
 int kv_client_call_value(struct kv_client *c, uint32_t op, const void *value, size_t vlen,
                          bool write, struct rfs_buf *out, char *errmsg);
 
+/* A membership change of the client's group (docs/deploy.md), sent to its leader and
+ * answered once committed: change 1 adds server `node` at `addr` as a learner, 2 makes it a
+ * voter (a learner that has caught up, unless force; addr may be NULL), 3 removes it
+ * (addr NULL). A change already in effect succeeds with a note ("server 4 is already a
+ * voter") in note (RFS_ERRMSG_SIZE bytes, may be NULL). Returns 0, RFS_EINVAL (refused:
+ * errmsg says why), RFS_EBUSY (the learner has not caught up), RFS_ECONFPENDING (another
+ * change is not committed yet), or a transport error. Plain clients only. */
+int kv_client_conf_change(struct kv_client *c, uint64_t node, unsigned change, const char *addr,
+                          bool force, char *note, char *errmsg);
+
+/* One member of a group's configuration, as a server sees it. */
+struct kv_member {
+    uint64_t id;
+    bool learner;
+    char addr[128];
+    uint64_t match; /* the leader's match index for it; 0 from a follower */
+};
+
 /* What one server says about itself (no leader needed). */
 struct kv_server_status {
     bool reachable;
     char error[128];
+    char addr[128]; /* where it listens */
+    bool removed;   /* it saw itself removed from the group */
+    unsigned n_members;
+    struct kv_member members[32];
     uint64_t id;
     uint64_t group_id;
     int role; /* enum raft_role */
