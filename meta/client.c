@@ -126,6 +126,21 @@ int meta_client_join(struct kv_client *c, const struct meta_group_info *groups, 
     return rv;
 }
 
+int meta_client_set_addrs(struct kv_client *c, const struct meta_group_info *group,
+                          struct meta_config *out, char *errmsg)
+{
+    Raftfs__MetaRequest req = RAFTFS__META_REQUEST__INIT;
+    Raftfs__MetaGroup g = RAFTFS__META_GROUP__INIT;
+    Raftfs__MetaGroup *gp = &g;
+    g.gid = group->gid;
+    g.n_addrs = group->n_addrs;
+    g.addrs = group->addrs;
+    req.op = RAFTFS__META_OP__META_SET_ADDRS;
+    req.n_groups = 1;
+    req.groups = &gp;
+    return meta_call(c, &req, true, out, NULL, errmsg);
+}
+
 int meta_client_leave(struct kv_client *c, uint64_t gid, struct meta_config *out, char *errmsg)
 {
     Raftfs__MetaRequest req = RAFTFS__META_REQUEST__INIT;

@@ -34,6 +34,10 @@ void meta_config_clear(struct meta_config *cfg);
 int meta_client_join(struct kv_client *c, const struct meta_group_info *groups, unsigned n,
                      struct meta_config *out, char *errmsg);
 int meta_client_leave(struct kv_client *c, uint64_t gid, struct meta_config *out, char *errmsg);
+/* Give joined group group->gid a new address list (copied; "-" holds the place of a
+ * removed server), same buckets, in a new configuration version. */
+int meta_client_set_addrs(struct kv_client *c, const struct meta_group_info *group,
+                          struct meta_config *out, char *errmsg);
 /* Move buckets first..last (inclusive) to gid. */
 int meta_client_move(struct kv_client *c, uint32_t first, uint32_t last, uint64_t gid,
                      struct meta_config *out, char *errmsg);

@@ -191,6 +191,48 @@ static int op_join(struct meta_sm *sm, leveldb_writebatch_t *wb, const Raftfs__M
     return membership_change(sm, wb, req->groups, req->n_groups, 0, res);
 }
 
+/* A joined group's servers changed (docs/deploy.md, replacing a server): the same buckets,
+ * a new address list, in a new configuration version so that routed clients and the
+ * movers of other groups pick it up. "-" keeps the place of a removed server. */
+static int op_set_addrs(struct meta_sm *sm, leveldb_writebatch_t *wb,
+                        const Raftfs__MetaRequest *req, struct meta_result *res)
+{
+    const Raftfs__MetaGroup *g;
+    Raftfs__MetaGroup **groups;
+    size_t real = 0;
+    int rv;
+    if (req->n_groups != 1) {
+        return fail(res, RFS_EINVAL, "addrs: give exactly one group");
+    }
+    g = req->groups[0];
+    if (g->gid == 0 || group_find(sm->latest, g->gid) == NULL) {
+        return fail(res, RFS_ENOTFOUND, "addrs: group %llu is not joined (join it instead)",
+                    (unsigned long long)g->gid);
+    }
+    for (size_t j = 0; j < g->n_addrs; j++) {
+        if (g->addrs[j][0] == '\0') {
+            return fail(res, RFS_EINVAL, "addrs: group %llu has an empty address",
+                        (unsigned long long)g->gid);
+        }
+        real += strcmp(g->addrs[j], "-") != 0;
+    }
+    if (real == 0) {
+        return fail(res, RFS_EINVAL, "addrs: group %llu needs at least one address",
+                    (unsigned long long)g->gid);
+    }
+    groups = rfs_malloc(sm->latest->n_groups * sizeof *groups);
+    if (groups == NULL) {
+        return RFS_ENOMEM;
+    }
+    for (size_t i = 0; i < sm->latest->n_groups; i++) {
+        groups[i] =
+            sm->latest->groups[i]->gid == g->gid ? (Raftfs__MetaGroup *)g : sm->latest->groups[i];
+    }
+    rv = config_commit(sm, wb, sm->latest->buckets, groups, sm->latest->n_groups, res);
+    rfs_free(groups);
+    return rv;
+}
+
 static int op_leave(struct meta_sm *sm, leveldb_writebatch_t *wb, const Raftfs__MetaRequest *req,
                     struct meta_result *res)
 {
@@ -261,6 +303,8 @@ int meta_op_write(struct meta_sm *sm, leveldb_writebatch_t *wb, const Raftfs__Me
             return op_move(sm, wb, req, res);
         case RAFTFS__META_OP__META_ALLOC_IDS:
             return op_alloc(sm, wb, req, res);
+        case RAFTFS__META_OP__META_SET_ADDRS:
+            return op_set_addrs(sm, wb, req, res);
         case RAFTFS__META_OP__META_QUERY:
             return fail(res, RFS_EINVAL, "QUERY is a read: send it as KV_META_READ");
         default:
