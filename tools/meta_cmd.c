@@ -18,13 +18,17 @@ static void meta_usage(FILE *f)
             "\n"
             "  join GID A0,A1,A2   add shard group GID with its servers' addresses; buckets\n"
             "                      are rebalanced (fewest moves)\n"
+            "  addrs GID LIST      give joined group GID a new address list, same buckets:\n"
+            "                      after replacing a server (raftfs group --help); server\n"
+            "                      ids are positions, '-' keeps a removed server's place:\n"
+            "                      A0,A1,-,A3. Clients pick it up with the new version\n"
             "  leave GID           remove group GID; its buckets go to the other groups\n"
             "  move B[-B2] GID     put bucket B (or buckets B to B2) on group GID\n"
             "  query [VERSION]     print the latest configuration (or VERSION) as JSON:\n"
             "                      {\"version\":V,\"buckets\":[g,...],\"groups\":{\"1\":[...]}}\n"
             "  alloc N             allocate N fresh ids; prints the first and the last\n"
             "\n"
-            "join, leave and move print the new configuration as query does.\n"
+            "join, addrs, leave and move print the new configuration as query does.\n"
             "\n"
             "  --meta LIST    the meta group's servers, host:port separated by commas\n"
             "                 (RAFTFS_META in the environment stands in for it)\n"
@@ -130,6 +134,20 @@ static int run_cmd(struct kv_client *c, const char *cmd, int argc, char **argv)
             return 2;
         }
         rv = meta_client_join(c, &g, 1, &cfg, errmsg);
+        rfs_free(g.addrs);
+    } else if (strcmp(cmd, "addrs") == 0) {
+        struct meta_group_info g = {0};
+        if (argc != 2 || parse_u64(argv[0], &gid) != 0 || gid == 0) {
+            fprintf(stderr, "raftfs meta addrs: expected GID and A0,A1,-,A3 (see --help)\n");
+            return 2;
+        }
+        g.gid = gid;
+        if (split_addrs(argv[1], &g) != 0) {
+            rfs_free(g.addrs);
+            fprintf(stderr, "raftfs meta addrs: no address in '%s'\n", argv[1]);
+            return 2;
+        }
+        rv = meta_client_set_addrs(c, &g, &cfg, errmsg);
         rfs_free(g.addrs);
     } else if (strcmp(cmd, "leave") == 0) {
         if (argc != 1 || parse_u64(argv[0], &gid) != 0) {

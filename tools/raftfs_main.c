@@ -21,6 +21,7 @@ static void usage(FILE *f)
                "commands:\n"
                "  kv      read and write keys (raftfs kv --help)\n"
                "  meta    join, leave, move, query the meta group (raftfs meta --help)\n"
+               "  group   a group's members: add, promote, remove servers (raftfs group --help)\n"
                "  bench   measure throughput and latency of a shard group (raftfs bench --help)\n"
                "  cluster up, status, down: a whole cluster on this machine, mounted\n"
                "          (raftfs cluster --help)\n"
@@ -539,6 +540,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "meta") == 0) {
         return tools_meta(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "group") == 0) {
+        return tools_group(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "bench") == 0) {
         return tools_bench(argc - 1, argv + 1);
