@@ -41,8 +41,9 @@ void cluster_log_path(const struct cluster *c, unsigned i, char *out, size_t cap
 static void peers_for(const struct cluster *c, unsigned i, char *out, size_t cap)
 {
     size_t n = 0;
+    unsigned count = c->n_peers[i] != 0 ? c->n_peers[i] : c->n;
     out[0] = '\0';
-    for (unsigned j = 0; j < c->n; j++) {
+    for (unsigned j = 0; j < count; j++) {
         int port = (j == i || !c->proxied) ? c->port[j] : c->link_port[i][j];
         n += (size_t)snprintf(out + n, cap - n, "%s127.0.0.1:%d", j ? "," : "", port);
     }
@@ -76,6 +77,9 @@ int cluster_start_server(struct cluster *c, unsigned i, char *errmsg)
     argv[argc++] = "15";
     argv[argc++] = "--heartbeat-ticks";
     argv[argc++] = "3";
+    if (c->join[i]) {
+        argv[argc++] = "--join";
+    }
     snprintf(extra, sizeof extra, "%s", c->extra);
     for (char *save = NULL, *tok = strtok_r(extra, " ", &save); tok && argc < 38;
          tok = strtok_r(NULL, " ", &save)) {
@@ -142,6 +146,7 @@ int cluster_start_binary(struct cluster *c, const char *binary, unsigned n, bool
     for (unsigned i = 0; i < n; i++) {
         c->port[i] = free_port();
         c->client_port[i] = c->port[i];
+        c->n_peers[i] = n;
         if (c->port[i] < 0) {
             rfs_errmsg_printf(errmsg, "no free port");
             return RFS_EIO;
@@ -162,6 +167,28 @@ int cluster_start_binary(struct cluster *c, const char *binary, unsigned n, bool
         }
     }
     return 0;
+}
+
+int cluster_add_server(struct cluster *c, char *errmsg)
+{
+    unsigned i = c->n;
+    size_t len = strlen(c->group);
+    if (c->proxied || i >= CLUSTER_MAX) {
+        rfs_errmsg_printf(errmsg, "cluster_add_server: %s",
+                          c->proxied ? "not for proxied clusters" : "cluster is full");
+        return RFS_EINVAL;
+    }
+    c->port[i] = free_port();
+    if (c->port[i] < 0) {
+        rfs_errmsg_printf(errmsg, "no free port");
+        return RFS_EIO;
+    }
+    c->client_port[i] = c->port[i];
+    c->n++;
+    c->n_peers[i] = c->n;
+    c->join[i] = true;
+    snprintf(c->group + len, sizeof c->group - len, ",127.0.0.1:%d", c->port[i]);
+    return cluster_start_server(c, i, errmsg);
 }
 
 void cluster_signal(struct cluster *c, unsigned i, int sig)

@@ -24,9 +24,11 @@ struct cluster {
     int link_port[CLUSTER_MAX][CLUSTER_MAX]; /* proxy port server i uses to reach j */
     int client_port[CLUSTER_MAX];            /* port clients use to reach server i */
     pid_t pid[CLUSTER_MAX];                  /* 0 when not running */
-    char group[512];                         /* client address list "127.0.0.1:p,..." */
-    char extra[256];                         /* extra server flags, space separated */
-    char binary[64];                         /* server program in bin_dir: raftfs-shard */
+    unsigned n_peers[CLUSTER_MAX]; /* length of server i's --peers (n at its first start) */
+    bool join[CLUSTER_MAX];        /* server i was added to a running group (--join) */
+    char group[512];               /* client address list "127.0.0.1:p,..." */
+    char extra[256];               /* extra server flags, space separated */
+    char binary[64];               /* server program in bin_dir: raftfs-shard */
     struct proxy_ctl proxy;
 };
 
@@ -42,6 +44,11 @@ int cluster_start_binary(struct cluster *c, const char *binary, unsigned n, bool
                          const char *extra, char *errmsg);
 /* (Re)start server i with its existing data directory. */
 int cluster_start_server(struct cluster *c, unsigned i, char *errmsg);
+/* Start one more server (index c->n, Raft id c->n + 1; not proxied clusters only) on a new
+ * port with --join and an empty data directory: it waits to be added by a membership change
+ * (raftfs group add-learner). Its --peers lists every server's address so far, dead ones
+ * included; the others keep theirs. c->group gets its address appended. */
+int cluster_add_server(struct cluster *c, char *errmsg);
 /* Send sig to server i (SIGKILL: it is reaped and marked stopped; SIGSTOP/SIGCONT: it
  * stays). */
 void cluster_signal(struct cluster *c, unsigned i, int sig);
