@@ -19,13 +19,15 @@
 #include "kv/client.h"
 #include "tests/lib/cluster.h"
 #include "tests/lib/proc.h"
+#include "tests/lib/sharded.h"
 
 #define TOOL_WAIT_MS 30000
 #define CATCH_UP_MS  20000
 
 struct fixture {
-    struct cluster c;
-    char out[600]; /* the tool's output file */
+    struct cluster c; /* test_replace_dead_server */
+    struct sharded s; /* test_replace_dead_server_sharded */
+    char out[600];    /* the tool's output file */
 };
 
 static int setup(void **state)
@@ -45,11 +47,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
+    int bad = 0;
     if (f != NULL) {
         cluster_destroy(&f->c);
+        bad = sharded_destroy(&f->s);
         free(f);
     }
-    return 0;
+    return bad == 0 ? 0 : -1;
 }
 
 /* Run `raftfs ARGS...` (NULL-terminated); its output (stdout and stderr) goes to out. */
@@ -64,8 +68,9 @@ static int tool(struct fixture *f, char *out, size_t cap, ...)
     FILE *fp;
     size_t len;
     int st;
-    snprintf(bin, sizeof bin, "%s/raftfs", f->c.bin_dir);
-    snprintf(f->out, sizeof f->out, "%s/tool.out", f->c.dir);
+    const struct cluster *c = f->c.dir[0] != '\0' ? &f->c : &f->s.meta;
+    snprintf(bin, sizeof bin, "%s/raftfs", c->bin_dir);
+    snprintf(f->out, sizeof f->out, "%s/tool.out", c->dir);
     argv[argc++] = bin;
     va_start(ap, cap);
     for (char *a = va_arg(ap, char *); a != NULL && argc < 15; a = va_arg(ap, char *)) {
@@ -321,10 +326,89 @@ static void test_replace_dead_server(void **state)
     assert_int_equal(cluster_sanitizer_errors(c), 0);
 }
 
+/* Keys spread over every bucket, so both groups hold some. */
+static void routed_put(struct kv_client *rc, int from, int to)
+{
+    put_range(rc, from, to);
+}
+
+/* The same in a sharded cluster: group 1's server 3 is replaced, the meta group gets the
+ * new address list (A0,A1,-,A3) in a new configuration version, and a routed client that
+ * cached the old list follows it once only the new server can lead. */
+static void test_replace_dead_server_sharded(void **state)
+{
+    struct fixture *f = *state;
+    struct sharded *s = &f->s;
+    struct cluster *g = &s->g[0];
+    char errmsg[RFS_ERRMSG_SIZE] = "";
+    char out[8192];
+    char list4[512], holes[512], addr4[64];
+    struct kv_client *rc = NULL, *sc;
+    struct kv_server_status lst;
+    int leader = -1;
+
+    if (sharded_start_joined(s, 2, 3, false, NULL, 30000, errmsg) != 0) {
+        fail_msg("start: %s", errmsg);
+    }
+    assert_int_equal(sharded_client(&rc, s->meta.group, 0, true, 20000, errmsg), 0);
+    routed_put(rc, 0, 40);
+
+    cluster_signal(g, 2, SIGKILL);
+    routed_put(rc, 40, 60);
+    if (cluster_add_server(g, errmsg) != 0) {
+        fail_msg("add server: %s", errmsg);
+    }
+    snprintf(list4, sizeof list4, "%s", g->group);
+    snprintf(addr4, sizeof addr4, "127.0.0.1:%d", g->port[3]);
+    snprintf(holes, sizeof holes, "127.0.0.1:%d,127.0.0.1:%d,-,127.0.0.1:%d", g->port[0],
+             g->port[1], g->port[3]);
+    sc = client(list4);
+    assert_int_equal(
+        tool(f, out, sizeof out, "group", "--group", list4, "add-learner", "4", addr4, NULL), 0);
+    wait_caught_up(sc, g, 3);
+    assert_int_equal(tool(f, out, sizeof out, "group", "--group", list4, "promote", "4", NULL), 0);
+    assert_int_equal(tool(f, out, sizeof out, "group", "--group", list4, "remove", "3", NULL), 0);
+
+    /* The meta group: same buckets, new addresses, next version. */
+    assert_int_equal(
+        tool(f, out, sizeof out, "meta", "--meta", s->meta.group, "addrs", "1", holes, NULL), 0);
+    if (strstr(out, "\"-\"") == NULL || strstr(out, addr4) == NULL) {
+        fail_msg("meta addrs printed:\n%s", out);
+    }
+    assert_int_equal(
+        tool(f, out, sizeof out, "meta", "--meta", s->meta.group, "addrs", "9", holes, NULL), 1);
+    assert_non_null(strstr(out, "not joined"));
+    assert_int_equal(sharded_wait_settled(s, 30000, errmsg), 0);
+
+    /* Make 4 the leader of group 1 with server 1 gone: the routed client's cached list
+     * (A0,A1,A2) then reaches no leader; the new one does. */
+    cluster_signal(g, 0, SIGKILL);
+    for (int round = 0; round < 20; round++) {
+        leader = find_leader(sc, g, &lst, 5000);
+        if (leader == 3) {
+            break;
+        }
+        if (leader == 1) {
+            assert_int_equal(cluster_stop_server(g, 1), 0);
+            if (cluster_start_server(g, 1, errmsg) != 0) {
+                fail_msg("restart: %s", errmsg);
+            }
+            wait_caught_up(sc, g, 1);
+        }
+    }
+    assert_int_equal(leader, 3);
+    routed_put(rc, 60, 100);
+    check_range(rc, 0, 100);
+
+    kv_client_free(sc);
+    kv_client_free(rc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_replace_dead_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_dead_server_sharded, setup, teardown),
     };
     return cmocka_run_group_tests_name("membership", tests, NULL, NULL);
 }
