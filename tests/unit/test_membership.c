@@ -302,7 +302,7 @@ static void test_replace_dead_server(void **state)
     leader = find_leader(sc, c, &lst, 5000);
     assert_true(leader >= 0);
     {
-        char id[8];
+        char id[16];
         snprintf(id, sizeof id, "%d", leader + 1);
         assert_int_equal(tool(f, out, sizeof out, "group", "--group", holes, "remove", id, NULL),
                          0);
