@@ -685,8 +685,8 @@ static void handle_conf_change(struct rfs_server *s, uint64_t conn_id, uint64_t 
         goto fail;
     }
     rfs_infof("proposed membership change %u of server %llu%s%.*s at %llu", req->change, node,
-              cc.context_len ? " at " : "", (int)cc.context_len, (const char *)cc.context,
-              (unsigned long long)index);
+              cc.context_len ? " at " : "", (int)cc.context_len,
+              cc.context_len ? (const char *)cc.context : "", (unsigned long long)index);
     rv = writes_push(s, index, conn_id, req_id, op, t0);
     if (rv != 0) {
         snprintf(msg, sizeof msg, "out of memory");
@@ -1336,8 +1336,14 @@ int rfs_server_new(struct rfs_server **out, struct rpc_loop *loop,
     }
     for (raft_id id = 1; id <= SERVER_MAX_PEERS; id++) {
         rv = peer_connect(s, id, errmsg);
+        if (rv != 0 && id <= cfg->n_peers && strcmp(s->book.addr[id], cfg->peers[id - 1]) == 0) {
+            goto err; /* a bad --peers entry: the operator can fix it */
+        }
         if (rv != 0) {
-            goto err;
+            /* A learned address that no longer resolves: Raft goes on without that member
+             * until a membership change gives it a new address. */
+            rfs_warnf("%s (from %s)", errmsg, s->book_path);
+            rv = 0;
         }
     }
     rv = rpc_timer_start(loop, cfg->tick_ms, cfg->tick_ms, on_tick, s, &s->tick);
