@@ -404,11 +404,56 @@ static void test_replace_dead_server_sharded(void **state)
     kv_client_free(rc);
 }
 
+/* The meta group runs the same server code: replace its server 3 the same way, then a
+ * client given the list with a hole reads and writes configurations. */
+static void test_replace_dead_meta_server(void **state)
+{
+    struct fixture *f = *state;
+    struct cluster *c = &f->c;
+    char errmsg[RFS_ERRMSG_SIZE] = "";
+    char out[8192];
+    char list4[512], holes[512], addr4[64];
+    struct kv_client *sc;
+
+    if (cluster_start_binary(c, "raftfs-meta", 3, false, NULL, errmsg) != 0) {
+        fail_msg("start: %s", errmsg);
+    }
+    assert_int_equal(tool(f, out, sizeof out, "meta", "--meta", c->group, "join", "1",
+                          "127.0.0.1:1,127.0.0.1:2", NULL),
+                     0);
+    cluster_signal(c, 2, SIGKILL);
+    if (cluster_add_server(c, errmsg) != 0) {
+        fail_msg("add server: %s", errmsg);
+    }
+    snprintf(list4, sizeof list4, "%s", c->group);
+    snprintf(addr4, sizeof addr4, "127.0.0.1:%d", c->port[3]);
+    snprintf(holes, sizeof holes, "127.0.0.1:%d,127.0.0.1:%d,-,127.0.0.1:%d", c->port[0],
+             c->port[1], c->port[3]);
+    sc = client(list4);
+    assert_int_equal(
+        tool(f, out, sizeof out, "group", "--group", list4, "add-learner", "4", addr4, NULL), 0);
+    wait_caught_up(sc, c, 3);
+    assert_int_equal(tool(f, out, sizeof out, "group", "--group", list4, "promote", "4", NULL), 0);
+    assert_int_equal(tool(f, out, sizeof out, "group", "--group", list4, "remove", "3", NULL), 0);
+    cluster_signal(c, 0, SIGKILL); /* {2,4} */
+    assert_int_equal(tool(f, out, sizeof out, "meta", "--meta", holes, "join", "2",
+                          "127.0.0.1:3,127.0.0.1:4", NULL),
+                     0);
+    assert_int_equal(tool(f, out, sizeof out, "meta", "--meta", holes, "query", NULL), 0);
+    if (strstr(out, "\"1\":[") == NULL || strstr(out, "\"2\":[") == NULL) {
+        fail_msg("query:\n%s", out);
+    }
+    assert_int_equal(tool(f, out, sizeof out, "kv", "--group", holes, "status", NULL), 0);
+    kv_client_free(sc);
+    assert_int_equal(cluster_sanitizer_errors(c), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_replace_dead_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_dead_server_sharded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_dead_meta_server, setup, teardown),
     };
     return cmocka_run_group_tests_name("membership", tests, NULL, NULL);
 }
