@@ -28,6 +28,7 @@
 #include "../proto/proto.h"
 #include "../raft/log_store.h"
 #include "addrs.h"
+#include "bootstrap_check.h"
 #include "metrics.h"
 #include "space.h"
 
@@ -1201,6 +1202,12 @@ static int open_raft(struct rfs_server *s, char *errmsg)
                           (unsigned long long)applied, (unsigned long long)st.hard_state.commit,
                           s->data_dir);
         return RFS_ECORRUPT;
+    }
+    if (!s->cfg.join && st.n_entries == 0 && !st.has_snapshot && st.hard_state.term == 0) {
+        rv = server_bootstrap_check(&s->cfg, errmsg); /* about to invent a configuration */
+        if (rv != 0) {
+            return rv;
+        }
     }
     memset(&boot, 0, sizeof boot);
     for (unsigned i = 0; i < s->cfg.n_peers; i++) {

@@ -208,6 +208,31 @@ static void test_replace_dead_server(void **state)
     if (cluster_add_server(c, errmsg) != 0) {
         fail_msg("add server: %s", errmsg);
     }
+    /* Started without --join, its empty data directory would invent a configuration of four
+     * voters that conflicts with the group's committed one: it asks first, and refuses. */
+    cluster_signal(c, 3, SIGKILL);
+    {
+        char data[400];
+        snprintf(data, sizeof data, "%s/s3", c->dir);
+        tmpdir_remove(data); /* as empty as a new disk */
+    }
+    c->join[3] = false;
+    if (cluster_start_server(c, 3, errmsg) == 0) {
+        int ex = proc_wait(c->pid[3], 10000);
+        if (ex == -2) {
+            cluster_signal(c, 3, SIGKILL);
+        }
+        c->pid[3] = 0;
+        if (ex == 0 || ex == -2) {
+            cluster_dump_logs(c);
+            fail_msg("a server without --join on an empty data directory kept running");
+        }
+    }
+    assert_true(log_has(c, 3, "start it with --join"));
+    c->join[3] = true;
+    if (cluster_start_server(c, 3, errmsg) != 0) {
+        fail_msg("restart with --join: %s", errmsg);
+    }
     snprintf(list4, sizeof list4, "%s", c->group);
     snprintf(addr4, sizeof addr4, "127.0.0.1:%d", c->port[3]);
     snprintf(holes, sizeof holes, "127.0.0.1:%d,127.0.0.1:%d,-,127.0.0.1:%d", c->port[0],
