@@ -37,6 +37,7 @@
 #include "tests/lib/cluster.h"
 #include "tests/lib/proc.h"
 #include "tests/lib/sharded.h"
+#include "tests/unit/mount_fixture.h"
 #include "tests/unit/mount_helper.h"
 
 #define KIB 1024u
@@ -59,13 +60,7 @@
 #define EX_HISTORY   24          /* operations printed on a failure */
 
 struct fixture {
-    bool skipped;
-    struct sharded s;
-    char bin[300]; /* raftfs-mount */
-    char dir[256]; /* mount point, logs, local files */
-    char mnt[320]; /* the mount point */
-    char log[320]; /* its daemon's log */
-    pid_t pid;     /* its daemon, 0 when not running */
+    struct mount_fixture m; /* the cluster and the mount */
     /* What a failed exerciser leaves behind, closed and freed by the teardown. */
     int fds[EX_NFDS]; /* -1 when closed */
     unsigned char *model, *scratch;
@@ -127,10 +122,8 @@ static int run_sh(const char *dir, const char *cmd, char *out, size_t cap)
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof *f);
-    const char *bins = getenv("RAFTFS_BIN_DIR");
     static const char *const tools[] = {"dd", "sha256sum", NULL};
-    char why[512], errmsg[RFS_ERRMSG_SIZE];
+    struct fixture *f = calloc(1, sizeof *f);
     *state = f;
     if (f == NULL) {
         return -1;
@@ -138,32 +131,13 @@ static int setup(void **state)
     for (int i = 0; i < EX_NFDS; i++) {
         f->fds[i] = -1;
     }
-    snprintf(f->bin, sizeof f->bin, "%s/raftfs-mount", bins != NULL ? bins : "build/asan/bin");
-    if (!cluster_bins_present(why, sizeof why) ||
-        !mount_helper_usable(f->bin, tools, why, sizeof why)) {
-        f->skipped = true;
-        printf("SKIPPED: %s\n", why);
-        return 0;
-    }
-    if (tmpdir_make("raftfs-exercise", f->dir, sizeof f->dir, errmsg) != 0 ||
-        sharded_start_joined(&f->s, 2, 1, false, NULL, 30000, errmsg) != 0) {
-        fprintf(stderr, "setup: %s\n", errmsg);
-        return -1;
-    }
-    snprintf(f->mnt, sizeof f->mnt, "%s/m", f->dir);
-    snprintf(f->log, sizeof f->log, "%s/mount.log", f->dir);
-    if (mount_helper_start(f->bin, f->s.meta.group, f->mnt, f->log, &f->pid, errmsg) != 0) {
-        fprintf(stderr, "setup: %s\n", errmsg);
-        mount_helper_dump_log(f->log);
-        return -1;
-    }
-    return 0;
+    return mount_fixture_start(&f->m, "raftfs-exercise", tools, NULL);
 }
 
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    int bad = 0;
+    int bad;
     if (f == NULL) {
         return 0;
     }
@@ -176,29 +150,17 @@ static int teardown(void **state)
     free(f->model);
     free(f->scratch);
     free(f->ex);
-    if (!f->skipped && f->dir[0] != '\0') {
-        bad += mount_helper_teardown(f->mnt, &f->pid, f->log);
-    }
-    bad += sharded_destroy(&f->s);
-    if (f->dir[0] != '\0') {
-        /* Never remove a tree that is still mounted: that would empty the filesystem. */
-        if (f->mnt[0] != '\0' && mount_helper_is_mount_point(f->mnt)) {
-            fprintf(stderr, "teardown: %s is still mounted; left in place\n", f->dir);
-            bad++;
-        } else if (getenv("RAFTFS_KEEP_TEST_DIRS") == NULL) {
-            tmpdir_remove(f->dir);
-        }
-    }
+    bad = mount_fixture_stop(&f->m, NULL);
     free(f);
     return bad == 0 ? 0 : -1;
 }
 
 #define SKIP_IF_NEEDED(f)                                                                          \
     do {                                                                                           \
-        if ((f)->skipped) {                                                                        \
+        if ((f)->m.skipped) {                                                                      \
             skip();                                                                                \
         }                                                                                          \
-        if ((f)->pid == 0) {                                                                       \
+        if ((f)->m.pid == 0) {                                                                     \
             fail_msg("the mount is not running");                                                  \
         }                                                                                          \
     } while (0)
@@ -577,7 +539,7 @@ static void test_random_file_ops_match_model(void **state)
     f->scratch = e->buf = malloc(EX_MODEL_CAP);
     assert_non_null(e->model);
     assert_non_null(e->buf);
-    snprintf(dir, sizeof dir, "%s/ex", f->mnt);
+    snprintf(dir, sizeof dir, "%s/ex", f->m.mnt);
     assert_int_equal(mkdir(dir, 0755), 0);
     snprintf(e->path, sizeof e->path, "%s/file", dir);
     fd = open(e->path, O_RDWR | O_CREAT | O_EXCL, 0644);
@@ -641,7 +603,7 @@ static void open_two(const struct fixture *f, const char *name, int flags_b, int
                      char *path, size_t cap)
 {
     int fd;
-    snprintf(path, cap, "%s/%s", f->mnt, name);
+    snprintf(path, cap, "%s/%s", f->m.mnt, name);
     fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
     assert_true(fd >= 0);
     assert_int_equal(close(fd), 0);
@@ -703,13 +665,13 @@ static void test_dd_256mib_sha256_survives_remount(void **state)
     struct stat st;
     double t0 = now_s();
     SKIP_IF_NEEDED(f);
-    snprintf(src, sizeof src, "%s/dd-source", f->dir);
-    snprintf(dst, sizeof dst, "%s/dd/big", f->mnt);
+    snprintf(src, sizeof src, "%s/dd-source", f->m.dir);
+    snprintf(dst, sizeof dst, "%s/dd/big", f->m.mnt);
     snprintf(cmd, sizeof cmd,
              "set -e; dd if=/dev/urandom of='%s' bs=1M count=256 status=none; "
              "sha256sum < '%s' | cut -d' ' -f1",
              src, src);
-    if (run_sh(f->dir, cmd, want, sizeof want) != 0 || strlen(want) != 65) {
+    if (run_sh(f->m.dir, cmd, want, sizeof want) != 0 || strlen(want) != 65) {
         unlink(src);
         fail_msg("the source file: %s", want);
     }
@@ -717,7 +679,7 @@ static void test_dd_256mib_sha256_survives_remount(void **state)
              "set -e; mkdir dd; dd if='%s' of=dd/big bs=1M status=none; "
              "sha256sum < dd/big | cut -d' ' -f1",
              src);
-    if (run_sh(f->mnt, cmd, out, sizeof out) != 0 || strcmp(out, want) != 0) {
+    if (run_sh(f->m.mnt, cmd, out, sizeof out) != 0 || strcmp(out, want) != 0) {
         unlink(src);
         fail_msg("dd into the mount: sha256 %s, the source's %s", out, want);
     }
@@ -727,15 +689,16 @@ static void test_dd_256mib_sha256_survives_remount(void **state)
     assert_int_equal(st.st_size, 256 * (off_t)MIB);
 
     /* A new daemon: nothing cached in the kernel or in the old daemon. */
-    assert_int_equal(mount_helper_stop(f->mnt, &f->pid), 0);
-    assert_false(mount_helper_is_mount_point(f->mnt));
-    assert_false(mount_helper_log_has_sanitizer_report(f->log));
-    if (mount_helper_start(f->bin, f->s.meta.group, f->mnt, f->log, &f->pid, errmsg) != 0) {
-        mount_helper_dump_log(f->log);
+    assert_int_equal(mount_helper_stop(f->m.mnt, &f->m.pid), 0);
+    assert_false(mount_helper_is_mount_point(f->m.mnt));
+    assert_false(mount_helper_log_has_sanitizer_report(f->m.log));
+    if (mount_helper_start(f->m.bin, f->m.s.meta.group, f->m.mnt, f->m.log, &f->m.pid, errmsg) !=
+        0) {
+        mount_helper_dump_log(f->m.log);
         fail_msg("remount: %s", errmsg);
     }
     t0 = now_s();
-    if (run_sh(f->mnt, "sha256sum < dd/big | cut -d' ' -f1", out, sizeof out) != 0 ||
+    if (run_sh(f->m.mnt, "sha256sum < dd/big | cut -d' ' -f1", out, sizeof out) != 0 ||
         strcmp(out, want) != 0) {
         fail_msg("after the remount: sha256 %s, the source's %s", out, want);
     }

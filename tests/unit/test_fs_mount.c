@@ -31,6 +31,7 @@
 #include "tests/lib/cluster.h"
 #include "tests/lib/proc.h"
 #include "tests/lib/sharded.h"
+#include "tests/unit/mount_fixture.h"
 #include "tests/unit/mount_helper.h"
 
 #ifndef RENAME_NOREPLACE
@@ -38,16 +39,6 @@
 #endif
 
 #define STOP_WAIT_MS 15000
-
-struct fixture {
-    bool skipped;
-    struct sharded s;
-    char bin[300]; /* raftfs-mount */
-    char dir[256]; /* mount points and logs */
-    char mnt[320]; /* the main mount point */
-    char log[320]; /* its daemon's log */
-    pid_t pid;     /* its daemon, 0 when not running */
-};
 
 /* ---- helpers ---- */
 
@@ -66,7 +57,7 @@ static bool file_contains(const char *path, const char *needle)
 }
 
 /* path = mnt/rel */
-static const char *at(const struct fixture *f, const char *rel, char *buf, size_t cap)
+static const char *at(const struct mount_fixture *f, const char *rel, char *buf, size_t cap)
 {
     if ((size_t)snprintf(buf, cap, "%s/%s", f->mnt, rel) >= cap) {
         fail_msg("path too long: %s/%s", f->mnt, rel);
@@ -119,7 +110,7 @@ static size_t read_file(const char *path, char *buf, size_t cap)
     return n;
 }
 
-static void make_dir(const struct fixture *f, const char *rel)
+static void make_dir(const struct mount_fixture *f, const char *rel)
 {
     char p[512];
     assert_int_equal(mkdir(at(f, rel, p, sizeof p), 0755), 0);
@@ -129,53 +120,18 @@ static void make_dir(const struct fixture *f, const char *rel)
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof *f);
-    const char *bins = getenv("RAFTFS_BIN_DIR");
-    char why[512], errmsg[RFS_ERRMSG_SIZE];
+    struct mount_fixture *f = calloc(1, sizeof *f);
     *state = f;
-    snprintf(f->bin, sizeof f->bin, "%s/raftfs-mount", bins != NULL ? bins : "build/asan/bin");
-    if (!cluster_bins_present(why, sizeof why) ||
-        !mount_helper_usable(f->bin, NULL, why, sizeof why)) {
-        f->skipped = true;
-        printf("SKIPPED: %s\n", why);
-        return 0;
-    }
-    if (tmpdir_make("raftfs-mount", f->dir, sizeof f->dir, errmsg) != 0 ||
-        sharded_start_joined(&f->s, 2, 1, false, NULL, 30000, errmsg) != 0) {
-        fprintf(stderr, "setup: %s\n", errmsg);
-        return -1;
-    }
-    snprintf(f->mnt, sizeof f->mnt, "%s/m", f->dir);
-    snprintf(f->log, sizeof f->log, "%s/mount.log", f->dir);
-    if (mount_helper_start(f->bin, f->s.meta.group, f->mnt, f->log, &f->pid, errmsg) != 0) {
-        fprintf(stderr, "setup: %s\n", errmsg);
-        mount_helper_dump_log(f->log);
-        return -1;
-    }
-    return 0;
+    return f == NULL ? -1 : mount_fixture_start(f, "raftfs-mount", NULL, NULL);
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    int bad = 0;
-    if (!f->skipped && f->dir[0] != '\0') {
-        bad += mount_helper_teardown(f->mnt, &f->pid, f->log);
-    }
-    bad += sharded_destroy(&f->s);
-    if (f->dir[0] != '\0') {
-        /* Never remove a tree that is still mounted: that would empty the filesystem. */
-        bool mounted = mount_helper_is_mount_point(f->mnt);
-        char m2[400];
-        snprintf(m2, sizeof m2, "%s/m2", f->dir);
-        mounted = mounted || mount_helper_is_mount_point(m2);
-        if (mounted) {
-            fprintf(stderr, "teardown: %s is still mounted; left in place\n", f->dir);
-            bad++;
-        } else if (getenv("RAFTFS_KEEP_TEST_DIRS") == NULL) {
-            tmpdir_remove(f->dir);
-        }
-    }
+    struct mount_fixture *f = *state;
+    char m2[400];
+    int bad;
+    snprintf(m2, sizeof m2, "%s/m2", f->dir); /* test_remount_sees_the_same_tree's */
+    bad = mount_fixture_stop(f, m2);
     free(f);
     return bad == 0 ? 0 : -1;
 }
@@ -195,7 +151,7 @@ static int teardown(void **state)
 /* The acceptance session, as a new user would type it. */
 static void test_shell_session_behaves_as_on_local_disk(void **state)
 {
-    struct fixture *f = *state;
+    struct mount_fixture *f = *state;
     char out[4096], p[512];
     SKIP_IF_NEEDED(f);
     assert_int_equal(run_sh(f->mnt,
@@ -212,7 +168,7 @@ static void test_shell_session_behaves_as_on_local_disk(void **state)
 
 static void test_errors_are_posix(void **state)
 {
-    struct fixture *f = *state;
+    struct mount_fixture *f = *state;
     char p[512], q[512], name[300], longname[600];
     int fd;
     SKIP_IF_NEEDED(f);
@@ -282,7 +238,7 @@ static void test_errors_are_posix(void **state)
 
 static void test_rename_over_existing_and_noreplace(void **state)
 {
-    struct fixture *f = *state;
+    struct mount_fixture *f = *state;
     char p[512], q[512], buf[64];
     struct stat a, b;
     SKIP_IF_NEEDED(f);
@@ -316,7 +272,7 @@ static void test_rename_over_existing_and_noreplace(void **state)
 
 static void test_symlink_hard_link_chmod_fifo(void **state)
 {
-    struct fixture *f = *state;
+    struct mount_fixture *f = *state;
     char p[512], q[512], buf[256];
     struct stat st;
     SKIP_IF_NEEDED(f);
@@ -361,7 +317,7 @@ static void test_symlink_hard_link_chmod_fifo(void **state)
 
 static void test_truncate_and_sparse_write(void **state)
 {
-    struct fixture *f = *state;
+    struct mount_fixture *f = *state;
     char p[512], buf[256];
     static char big[200001];
     struct stat st;
@@ -406,7 +362,7 @@ static void test_truncate_and_sparse_write(void **state)
 static void test_readdir_lists_every_name_once(void **state)
 {
     enum { N = 300 };
-    struct fixture *f = *state;
+    struct mount_fixture *f = *state;
     char p[512], name[64];
     unsigned char seen[N] = {0};
     unsigned dots = 0;
@@ -476,7 +432,7 @@ static void test_readdir_lists_every_name_once(void **state)
  * a later utimens (close must not move the mtime it set). */
 static void test_open_file_is_seen_within_the_mount(void **state)
 {
-    struct fixture *f = *state;
+    struct mount_fixture *f = *state;
     char p[512], data[5000], back[5200];
     struct timespec times[2] = {{.tv_sec = 1000}, {.tv_sec = 2000, .tv_nsec = 5}};
     struct stat st;
@@ -513,7 +469,7 @@ static void test_open_file_is_seen_within_the_mount(void **state)
  * sha256sum, ln -s, mv, rm -r. */
 static void test_shell_tools_copy_and_compare(void **state)
 {
-    struct fixture *f = *state;
+    struct mount_fixture *f = *state;
     char cwd[1024], src[1100], cmd[4096], out[4096];
     SKIP_IF_NEEDED(f);
     if (getcwd(cwd, sizeof cwd) == NULL) {
@@ -544,7 +500,7 @@ static void test_shell_tools_copy_and_compare(void **state)
 static void test_large_file_round_trip(void **state)
 {
     enum { SIZE = 3 * 1024 * 1024 + 123, CHUNK = 64 * 1024 };
-    struct fixture *f = *state;
+    struct mount_fixture *f = *state;
     char p[512];
     unsigned char *data = malloc(SIZE), *back = malloc(SIZE);
     uint32_t x = 12345;
@@ -584,7 +540,7 @@ static void test_large_file_round_trip(void **state)
 /* A cluster that does not answer: the daemon says so and exits without mounting. */
 static void test_unreachable_cluster_is_not_mounted(void **state)
 {
-    struct fixture *f = *state;
+    struct mount_fixture *f = *state;
     char mnt[400], log[400], meta[64], errmsg[RFS_ERRMSG_SIZE];
     char *argv[] = {f->bin, "--meta", meta, mnt, "-f", "--timeout", "1500", NULL};
     pid_t pid;
@@ -613,7 +569,7 @@ static void test_unreachable_cluster_is_not_mounted(void **state)
 /* A second mount sees the tree; so does the first after an unmount and a remount. */
 static void test_remount_sees_the_same_tree(void **state)
 {
-    struct fixture *f = *state;
+    struct mount_fixture *f = *state;
     char p[512], m2[400], log2[400], buf[64], errmsg[RFS_ERRMSG_SIZE];
     pid_t pid2 = 0;
     int st, fd;
@@ -672,7 +628,7 @@ static void test_remount_sees_the_same_tree(void **state)
 /* setxattr(2) and friends through the kernel, with its size probes and errors. */
 static void test_xattrs_through_the_mount(void **state)
 {
-    struct fixture *f = *state;
+    struct mount_fixture *f = *state;
     char p[512], q[512], buf[256];
     struct stat before, after;
     ssize_t n;
@@ -739,7 +695,7 @@ static void test_xattrs_through_the_mount(void **state)
 /* ".." in a listing names the parent directory (readdir's d_ino), at any depth. */
 static void test_dotdot_lists_the_parent(void **state)
 {
-    struct fixture *f = *state;
+    struct mount_fixture *f = *state;
     char p[512];
     struct stat top, d, sub;
     DIR *dir;

@@ -40,6 +40,7 @@
 #include "tests/lib/cluster.h"
 #include "tests/lib/proc.h"
 #include "tests/lib/sharded.h"
+#include "tests/unit/mount_fixture.h"
 #include "tests/unit/mount_helper.h"
 
 #ifndef RENAME_NOREPLACE
@@ -57,14 +58,8 @@
 #define GROUP_B    3000
 
 struct fixture {
-    bool skipped;
-    struct sharded s;
-    char bin[300]; /* raftfs-mount */
-    char dir[256]; /* mount point and log */
-    char mnt[320];
-    char log[320];
-    pid_t pid;      /* the daemon, 0 when not running */
-    char mnt2[320]; /* a second mount of the same cluster, without default_permissions */
+    struct mount_fixture m; /* the cluster, and its mount with default_permissions */
+    char mnt2[320];         /* a second mount of the same cluster, without default_permissions */
     char log2[320];
     pid_t pid2;
 };
@@ -73,8 +68,8 @@ struct fixture {
 
 static const char *at(const struct fixture *f, const char *rel, char *buf, size_t cap)
 {
-    if ((size_t)snprintf(buf, cap, "%s/%s", f->mnt, rel) >= cap) {
-        fail_msg("path too long: %s/%s", f->mnt, rel);
+    if ((size_t)snprintf(buf, cap, "%s/%s", f->m.mnt, rel) >= cap) {
+        fail_msg("path too long: %s/%s", f->m.mnt, rel);
     }
     return buf;
 }
@@ -277,37 +272,22 @@ static int setup(void **state)
     static const char *const extra[] = {"-o", "allow_other,default_permissions", NULL};
     static const char *const extra2[] = {"-o", "allow_other", NULL};
     struct fixture *f = calloc(1, sizeof *f);
-    const char *bins = getenv("RAFTFS_BIN_DIR");
-    char why[512], errmsg[RFS_ERRMSG_SIZE];
+    char errmsg[RFS_ERRMSG_SIZE];
     *state = f;
-    snprintf(f->bin, sizeof f->bin, "%s/raftfs-mount", bins != NULL ? bins : "build/asan/bin");
-    if (!cluster_bins_present(why, sizeof why) ||
-        !mount_helper_usable(f->bin, NULL, why, sizeof why)) {
-        f->skipped = true;
-        printf("SKIPPED: %s\n", why);
+    if (f == NULL || mount_fixture_start(&f->m, "raftfs-posix", NULL, extra) != 0) {
+        return -1;
+    }
+    if (f->m.skipped) {
         return 0;
     }
-    if (tmpdir_make("raftfs-posix", f->dir, sizeof f->dir, errmsg) != 0 ||
-        sharded_start_joined(&f->s, 2, 1, false, NULL, 30000, errmsg) != 0) {
-        fprintf(stderr, "setup: %s\n", errmsg);
+    /* other users must reach the mount points */
+    if (chmod(f->m.dir, 0755) != 0) {
+        fprintf(stderr, "setup: chmod %s: %s\n", f->m.dir, strerror(errno));
         return -1;
     }
-    /* other users must reach the mount point */
-    if (chmod(f->dir, 0755) != 0) {
-        fprintf(stderr, "setup: chmod %s: %s\n", f->dir, strerror(errno));
-        return -1;
-    }
-    snprintf(f->mnt, sizeof f->mnt, "%s/m", f->dir);
-    snprintf(f->log, sizeof f->log, "%s/mount.log", f->dir);
-    if (mount_helper_start_args(f->bin, f->s.meta.group, f->mnt, extra, f->log, &f->pid, errmsg) !=
-        0) {
-        fprintf(stderr, "setup: %s\n", errmsg);
-        mount_helper_dump_log(f->log);
-        return -1;
-    }
-    snprintf(f->mnt2, sizeof f->mnt2, "%s/m2", f->dir);
-    snprintf(f->log2, sizeof f->log2, "%s/mount2.log", f->dir);
-    if (mount_helper_start_args(f->bin, f->s.meta.group, f->mnt2, extra2, f->log2, &f->pid2,
+    snprintf(f->mnt2, sizeof f->mnt2, "%s/m2", f->m.dir);
+    snprintf(f->log2, sizeof f->log2, "%s/mount2.log", f->m.dir);
+    if (mount_helper_start_args(f->m.bin, f->m.s.meta.group, f->mnt2, extra2, f->log2, &f->pid2,
                                 errmsg) != 0) {
         fprintf(stderr, "setup: %s\n", errmsg);
         mount_helper_dump_log(f->log2);
@@ -321,30 +301,23 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     int bad = 0;
-    if (!f->skipped && f->dir[0] != '\0') {
-        bad += mount_helper_teardown(f->mnt, &f->pid, f->log);
+    if (f == NULL) {
+        return 0;
+    }
+    if (!f->m.skipped && f->mnt2[0] != '\0') {
         bad += mount_helper_teardown(f->mnt2, &f->pid2, f->log2);
     }
-    bad += sharded_destroy(&f->s);
-    if (f->dir[0] != '\0') {
-        /* Never remove a tree that is still mounted: that would empty the filesystem. */
-        if (mount_helper_is_mount_point(f->mnt) || mount_helper_is_mount_point(f->mnt2)) {
-            fprintf(stderr, "teardown: %s is still mounted; left in place\n", f->dir);
-            bad++;
-        } else if (getenv("RAFTFS_KEEP_TEST_DIRS") == NULL) {
-            tmpdir_remove(f->dir);
-        }
-    }
+    bad += mount_fixture_stop(&f->m, f->mnt2[0] != '\0' ? f->mnt2 : NULL);
     free(f);
     return bad == 0 ? 0 : -1;
 }
 
 #define SKIP_IF_NEEDED(f)                                                                          \
     do {                                                                                           \
-        if ((f)->skipped) {                                                                        \
+        if ((f)->m.skipped) {                                                                      \
             skip();                                                                                \
         }                                                                                          \
-        if ((f)->pid == 0 || (f)->pid2 == 0) {                                                     \
+        if ((f)->m.pid == 0 || (f)->pid2 == 0) {                                                   \
             fail_msg("a mount is not running");                                                    \
         }                                                                                          \
     } while (0)
@@ -395,7 +368,7 @@ static void test_getattr_statfs_access(void **state)
     assert_int_equal(stat(at(f, "ga/f/x", q, sizeof q), &st), -1);
     assert_int_equal(errno, ENOTDIR);
     /* statfs */
-    assert_int_equal(statvfs(f->mnt, &sv), 0);
+    assert_int_equal(statvfs(f->m.mnt, &sv), 0);
     assert_int_equal(sv.f_namemax, 255);
     assert_int_equal(sv.f_bsize, 65536);
     assert_true(sv.f_blocks > 0);
