@@ -49,15 +49,6 @@ int fs_io_batch_wait(struct fs_io_batch *b, unsigned max_pending)
     return err;
 }
 
-unsigned fs_io_batch_pending(struct fs_io_batch *b)
-{
-    unsigned n;
-    pthread_mutex_lock(&b->mu);
-    n = b->pending;
-    pthread_mutex_unlock(&b->mu);
-    return n;
-}
-
 static void batch_done(struct fs_io_batch *b, int rv)
 {
     pthread_mutex_lock(&b->mu);

@@ -30,9 +30,6 @@ void fs_io_batch_destroy(struct fs_io_batch *b);
  * b returned since the last call that took it (and takes it: it is returned once), else 0. */
 int fs_io_batch_wait(struct fs_io_batch *b, unsigned max_pending);
 
-/* Jobs of b not finished yet (it may be fewer by the time the caller looks). */
-unsigned fs_io_batch_pending(struct fs_io_batch *b);
-
 /* Start threads workers (at least 1). Returns 0 or -ENOMEM/-EAGAIN. */
 int fs_io_pool_new(struct fs_io_pool **out, unsigned threads);
 

@@ -15,10 +15,10 @@
 
 #include <errno.h>
 #include <string.h>
-#include <time.h>
 
 #include "../common/alloc.h"
 #include "../common/log.h"
+#include "../rpc/rpc.h"
 #include "data.h"
 
 struct fetch_job {
@@ -233,17 +233,10 @@ static void read_ahead(struct fs_readahead *ra, uint64_t last, uint64_t size, ui
     }
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* ra->size and ra->version: the inode's, read now unless the last reading may be trusted. */
 static int inode_current(struct fs_readahead *ra)
 {
-    uint64_t changes = atomic_load(&ra->fs->changes), now = now_ms();
+    uint64_t changes = atomic_load(&ra->fs->changes), now = rpc_now_ms();
     struct fs_inode in;
     int rv;
     if (ra->have_inode && changes == ra->changes && now - ra->read_ms < FS_RA_TRUST_MS &&

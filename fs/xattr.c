@@ -13,10 +13,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../common/log.h"
+#include "../rpc/rpc.h"
 #include "internal.h"
 #include "txnb.h"
 
@@ -193,13 +193,6 @@ static bool is_capability(const char *name)
     return strcmp(name, "security.capability") == 0;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static struct fs_nocap *nocap_slot(struct rfs_fs *fs, uint64_t ino)
 {
     return &fs->nocap[(ino * 0x9E3779B97F4A7C15ull >> 32) % FS_NOCAP_SLOTS];
@@ -211,7 +204,7 @@ static bool nocap_known(struct rfs_fs *fs, uint64_t ino)
     bool known;
     pthread_mutex_lock(&fs->nocap_mu);
     known = n->ino == ino && n->gen == atomic_load(&fs->xattr_changes) &&
-            mono_ms() - n->ms < FS_NOCAP_MS;
+            rpc_now_ms() - n->ms < FS_NOCAP_MS;
     pthread_mutex_unlock(&fs->nocap_mu);
     return known;
 }
@@ -220,7 +213,7 @@ static void nocap_learn(struct rfs_fs *fs, uint64_t ino, uint64_t gen)
 {
     struct fs_nocap *n = nocap_slot(fs, ino);
     pthread_mutex_lock(&fs->nocap_mu);
-    *n = (struct fs_nocap){.ino = ino, .ms = mono_ms(), .gen = gen};
+    *n = (struct fs_nocap){.ino = ino, .ms = rpc_now_ms(), .gen = gen};
     pthread_mutex_unlock(&fs->nocap_mu);
 }
 

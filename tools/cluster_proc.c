@@ -14,13 +14,12 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "rpc/rpc.h"
 #include "tools/cluster.h"
 
 long long cluster_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (long long)rpc_now_ms();
 }
 
 void cluster_sleep_ms(unsigned ms)

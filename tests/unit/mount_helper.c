@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -200,4 +201,28 @@ void mount_helper_dump_log(const char *log)
         fputs(line, stderr);
     }
     fclose(fp);
+}
+
+int mount_helper_sh(const char *dir, const char *cmd, char *out, size_t cap)
+{
+    char full[4096];
+    FILE *p;
+    size_t n = 0;
+    int st;
+    out[0] = '\0';
+    snprintf(full, sizeof full, "cd '%s' && { %s; } 2>&1", dir, cmd);
+    p = popen(full, "r");
+    if (p == NULL) {
+        return -1;
+    }
+    while (n + 1 < cap) {
+        size_t r = fread(out + n, 1, cap - 1 - n, p);
+        if (r == 0) {
+            break;
+        }
+        n += r;
+    }
+    out[n] = '\0';
+    st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

@@ -47,6 +47,10 @@ int mount_helper_teardown(const char *mnt, pid_t *pid, const char *log);
 /* Whether the log holds a sanitizer report (each such line is printed to stderr). */
 bool mount_helper_log_has_sanitizer_report(const char *log);
 
+/* Run sh -c "cd dir && { cmd; }" with its stdout and stderr into out (cap bytes, always
+ * NUL-terminated). Returns the exit status, or -1 if it could not run or did not exit. */
+int mount_helper_sh(const char *dir, const char *cmd, char *out, size_t cap);
+
 /* Copy the log to stderr (nothing if it cannot be opened). */
 void mount_helper_dump_log(const char *log);
 

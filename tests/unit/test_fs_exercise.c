@@ -95,29 +95,6 @@ static long env_long(const char *name, long dflt)
     return v != NULL && v[0] != '\0' ? strtol(v, NULL, 10) : dflt;
 }
 
-/* Run sh -c "cd dir && cmd"; its output (stdout and stderr) goes into out. Returns the exit
- * status, or -1 if it did not exit. */
-static int run_sh(const char *dir, const char *cmd, char *out, size_t cap)
-{
-    char full[4096];
-    FILE *p;
-    size_t n = 0;
-    int st;
-    snprintf(full, sizeof full, "cd '%s' && { %s; } 2>&1", dir, cmd);
-    p = popen(full, "r");
-    assert_non_null(p);
-    while (n + 1 < cap) {
-        size_t r = fread(out + n, 1, cap - 1 - n, p);
-        if (r == 0) {
-            break;
-        }
-        n += r;
-    }
-    out[n] = '\0';
-    st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* ---- the fixture ---- */
 
 static int setup(void **state)
@@ -671,7 +648,7 @@ static void test_dd_256mib_sha256_survives_remount(void **state)
              "set -e; dd if=/dev/urandom of='%s' bs=1M count=256 status=none; "
              "sha256sum < '%s' | cut -d' ' -f1",
              src, src);
-    if (run_sh(f->m.dir, cmd, want, sizeof want) != 0 || strlen(want) != 65) {
+    if (mount_helper_sh(f->m.dir, cmd, want, sizeof want) != 0 || strlen(want) != 65) {
         unlink(src);
         fail_msg("the source file: %s", want);
     }
@@ -679,7 +656,7 @@ static void test_dd_256mib_sha256_survives_remount(void **state)
              "set -e; mkdir dd; dd if='%s' of=dd/big bs=1M status=none; "
              "sha256sum < dd/big | cut -d' ' -f1",
              src);
-    if (run_sh(f->m.mnt, cmd, out, sizeof out) != 0 || strcmp(out, want) != 0) {
+    if (mount_helper_sh(f->m.mnt, cmd, out, sizeof out) != 0 || strcmp(out, want) != 0) {
         unlink(src);
         fail_msg("dd into the mount: sha256 %s, the source's %s", out, want);
     }
@@ -698,7 +675,7 @@ static void test_dd_256mib_sha256_survives_remount(void **state)
         fail_msg("remount: %s", errmsg);
     }
     t0 = now_s();
-    if (run_sh(f->m.mnt, "sha256sum < dd/big | cut -d' ' -f1", out, sizeof out) != 0 ||
+    if (mount_helper_sh(f->m.mnt, "sha256sum < dd/big | cut -d' ' -f1", out, sizeof out) != 0 ||
         strcmp(out, want) != 0) {
         fail_msg("after the remount: sha256 %s, the source's %s", out, want);
     }

@@ -65,28 +65,6 @@ static const char *at(const struct mount_fixture *f, const char *rel, char *buf,
     return buf;
 }
 
-/* Run sh -c "cd mnt && cmd"; its stdout goes into out. Returns the exit status. */
-static int run_sh(const char *mnt, const char *cmd, char *out, size_t cap)
-{
-    char full[4096];
-    FILE *p;
-    size_t n = 0;
-    int st;
-    snprintf(full, sizeof full, "cd '%s' && { %s; } 2>&1", mnt, cmd);
-    p = popen(full, "r");
-    assert_non_null(p);
-    while (n + 1 < cap) {
-        size_t r = fread(out + n, 1, cap - 1 - n, p);
-        if (r == 0) {
-            break;
-        }
-        n += r;
-    }
-    out[n] = '\0';
-    st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void write_file(const char *path, const char *data)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -154,10 +132,10 @@ static void test_shell_session_behaves_as_on_local_disk(void **state)
     struct mount_fixture *f = *state;
     char out[4096], p[512];
     SKIP_IF_NEEDED(f);
-    assert_int_equal(run_sh(f->mnt,
-                            "umask 022; echo hi > a; cat a; mkdir d; mv a d/; "
-                            "ls -l d | tail -n +2 | awk '{print $1, $2, $5, $9}'; rm -r d",
-                            out, sizeof out),
+    assert_int_equal(mount_helper_sh(f->mnt,
+                                     "umask 022; echo hi > a; cat a; mkdir d; mv a d/; "
+                                     "ls -l d | tail -n +2 | awk '{print $1, $2, $5, $9}'; rm -r d",
+                                     out, sizeof out),
                      0);
     assert_string_equal(out, "hi\n-rw-r--r-- 1 3 a\n");
     errno = 0;
@@ -491,7 +469,7 @@ static void test_shell_tools_copy_and_compare(void **state)
              "ln -s src/fs.h sh/l; cmp sh/l \"$S/fs.h\"; mv sh/src sh/moved; "
              "diff -r \"$S\" sh/moved; rm -r sh; echo done",
              src, f->dir);
-    if (run_sh(f->mnt, cmd, out, sizeof out) != 0 || strcmp(out, "done\n") != 0) {
+    if (mount_helper_sh(f->mnt, cmd, out, sizeof out) != 0 || strcmp(out, "done\n") != 0) {
         fail_msg("shell tools: %s", out);
     }
 }
