@@ -29,6 +29,8 @@ goals of issue 6 (seq write >= 15%, seq read >= 50%, creates >= 40%).
   --files N         files in the metadata run (default 10000)
   --job-timeout S   upper bound on any one fio run (default 300)
   --workdir DIR     parent of the data directories (default /var/tmp; not tmpfs)
+  --targets LIST    comma-separated subset of raftfs,passthrough,local (default: all three)
+  --only LIST       comma-separated subset of seqwrite,seqread,rand,meta (default: all)
   --keep            keep data and logs
   --no-build        do not build first
   --help            this text
@@ -52,6 +54,8 @@ JOB_TIMEOUT=300
 WORKDIR=/var/tmp
 KEEP=0
 BUILD=1
+TARGET_LIST=raftfs,passthrough,local
+ONLY=seqwrite,seqread,rand,meta
 while [ $# -gt 0 ]; do
     case $1 in
         --seq-mib) SEQ_MIB=$2; shift 2 ;;
@@ -59,6 +63,8 @@ while [ $# -gt 0 ]; do
         --files) FILES=$2; shift 2 ;;
         --job-timeout) JOB_TIMEOUT=$2; shift 2 ;;
         --workdir) WORKDIR=$2; shift 2 ;;
+        --targets) TARGET_LIST=$2; shift 2 ;;
+        --only) ONLY=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
         --help|-h) usage; exit 0 ;;
@@ -211,7 +217,9 @@ PY
 }
 
 declare -A R # R[job,target] = figure (MB/s or ops/s)
-TARGETS=(raftfs passthrough local)
+IFS=, read -r -a TARGETS <<<"$TARGET_LIST"
+# want JOB: whether --only asks for JOB.
+want() { [[ ,$ONLY, == *,$1,* ]]; }
 declare -A DIRS=([raftfs]=$MNT_RAFTFS [passthrough]=$MNT_PT [local]=$LOCAL)
 mbps() { awk -v k="$1" 'BEGIN { printf "%.1f", k * 1024 / 1e6 }'; }
 ops() { awk -v o="$1" 'BEGIN { printf "%.0f", o }'; }
@@ -219,23 +227,30 @@ ops() { awk -v o="$1" 'BEGIN { printf "%.0f", o }'; }
 for t in "${TARGETS[@]}"; do
     d=${DIRS[$t]}
     echo "== $t ($d)"
-    set -- $(run_fio "$d" write --name=seqwrite --filename=seq.dat --rw=write --bs=1M \
-        --size="${SEQ_MIB}M" --end_fsync=1)
-    R[seqwrite,$t]=$(mbps "$1"); echo "seq write 1 MiB: ${R[seqwrite,$t]} MB/s"
-    drop_caches
-    set -- $(run_fio "$d" read --name=seqread --filename=seq.dat --rw=read --bs=1M \
-        --size="${SEQ_MIB}M")
-    R[seqread,$t]=$(mbps "$1"); echo "seq read 1 MiB: ${R[seqread,$t]} MB/s"
+    if want seqwrite || want seqread; then
+        set -- $(run_fio "$d" write --name=seqwrite --filename=seq.dat --rw=write --bs=1M \
+            --size="${SEQ_MIB}M" --end_fsync=1)
+        R[seqwrite,$t]=$(mbps "$1"); echo "seq write 1 MiB: ${R[seqwrite,$t]} MB/s"
+    fi
+    if want seqread; then
+        drop_caches
+        set -- $(run_fio "$d" read --name=seqread --filename=seq.dat --rw=read --bs=1M \
+            --size="${SEQ_MIB}M")
+        R[seqread,$t]=$(mbps "$1"); echo "seq read 1 MiB: ${R[seqread,$t]} MB/s"
+    fi
     rm -f "$d/seq.dat"
-    # Lays out rand.dat (64 MiB, not measured), then reads it.
-    drop_caches
-    set -- $(run_fio "$d" read --name=randread --filename=rand.dat --rw=randread --bs=4k \
-        --size=64M --iodepth=1 --numjobs=1 --time_based --runtime="$RAND_SECS")
-    R[randread,$t]=$(ops "$2"); echo "rand read 4 KiB: ${R[randread,$t]} ops/s"
-    set -- $(run_fio "$d" write --name=randwrite --filename=rand.dat --rw=randwrite --bs=4k \
-        --size=64M --iodepth=1 --numjobs=1 --time_based --runtime="$RAND_SECS")
-    R[randwrite,$t]=$(ops "$2"); echo "rand write 4 KiB: ${R[randwrite,$t]} ops/s"
-    rm -f "$d/rand.dat"
+    if want rand; then
+        # Lays out rand.dat (64 MiB, not measured), then reads it.
+        drop_caches
+        set -- $(run_fio "$d" read --name=randread --filename=rand.dat --rw=randread --bs=4k \
+            --size=64M --iodepth=1 --numjobs=1 --time_based --runtime="$RAND_SECS")
+        R[randread,$t]=$(ops "$2"); echo "rand read 4 KiB: ${R[randread,$t]} ops/s"
+        set -- $(run_fio "$d" write --name=randwrite --filename=rand.dat --rw=randwrite --bs=4k \
+            --size=64M --iodepth=1 --numjobs=1 --time_based --runtime="$RAND_SECS")
+        R[randwrite,$t]=$(ops "$2"); echo "rand write 4 KiB: ${R[randwrite,$t]} ops/s"
+        rm -f "$d/rand.dat"
+    fi
+    want meta || continue
     mkdir -p "$d/meta"
     # fio counts each file of these engines as one read op.
     set -- $(run_fio "$d/meta" read --name=md --ioengine=filecreate --filesize=4k --bs=4k \
@@ -276,12 +291,12 @@ for job in seqwrite seqread randread randwrite create stat unlink lcreate lstat 
         lstat) name="stat (loop), ops/s"; goal="-" ;;
         lunlink) name="unlink (loop), ops/s"; goal="-" ;;
     esac
-    pct=$(awk -v a="${R[$job,raftfs]}" -v b="${R[$job,passthrough]}" \
+    pct=$(awk -v a="${R[$job,raftfs]}" -v b="${R[$job,passthrough]:-0}" \
         'BEGIN { if (b > 0) printf "%.1f%%", 100 * a / b; else print "-" }')
     if [ "$goal" != "-" ]; then
         met=$(awk -v p="${pct%\%}" -v g="${goal//[^0-9]/}" 'BEGIN { print (p >= g) ? "met" : "not met" }')
         goal="$goal ($met)"
     fi
     printf '| %-23s | %10s | %11s | %10s | %14s | %s |\n' "$name" "${R[$job,raftfs]}" \
-        "${R[$job,passthrough]}" "${R[$job,local]}" "$pct" "$goal"
+        "${R[$job,passthrough]:--}" "${R[$job,local]:--}" "$pct" "$goal"
 done

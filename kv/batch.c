@@ -1,7 +1,8 @@
-/* The pending write batch of one apply call. Every put and delete goes both into the
- * LevelDB write batch (written once, atomically, at the end of apply) and into a small
- * hash map keyed by the LevelDB key, which reads consult before LevelDB: the commands of a
- * batch run in log order and each must see what the earlier ones wrote. */
+/* The pending write batch of one apply call. Every put and delete goes into a small hash
+ * map keyed by the LevelDB key, which reads consult before LevelDB: the commands of a batch
+ * run in log order and each must see what the earlier ones wrote. kv_batch_write turns the
+ * map's final state into one LevelDB write (atomic), with large data values in blob files
+ * (kv/blob.h) and pointers to them in LevelDB; only the last value of a key is written. */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,7 +120,9 @@ int kv_batch_put_owned(struct kv_batch *b, const void *key, size_t klen, char *v
     p->val = val;
     p->vlen = vlen;
     p->deleted = 0;
-    leveldb_writebatch_put(b->wb, key, klen, val, vlen);
+    if (b->db->blobs != NULL && kv_blob_wanted(key, klen, vlen)) {
+        kv_blobs_note_change(b->db->blobs);
+    }
     return 0;
 }
 
@@ -157,7 +160,9 @@ int kv_batch_delete(struct kv_batch *b, const void *key, size_t klen)
     p->val = NULL;
     p->vlen = 0;
     p->deleted = 1;
-    leveldb_writebatch_delete(b->wb, key, klen);
+    if (b->db->blobs != NULL && klen > 0 && ((const char *)key)[0] == KV_PREFIX_DATA) {
+        kv_blobs_note_change(b->db->blobs);
+    }
     return 0;
 }
 
@@ -181,6 +186,12 @@ int kv_batch_get(struct kv_batch *b, const void *key, size_t klen, int *found, s
         return rfs_ldb_error(err, errmsg, "leveldb get");
     }
     *found = val != NULL;
+    if (val != NULL && b->db->blobs != NULL && kv_blob_is_ptr(val, len)) {
+        int rv = kv_blobs_read(b->db->blobs, val, &out->own, &out->len, errmsg);
+        leveldb_free(val);
+        out->data = out->own;
+        return rv;
+    }
     out->data = val;
     out->len = len;
     out->ldb = val;
@@ -192,7 +203,44 @@ void kv_value_clear(struct kv_value *v)
     if (v->ldb != NULL) {
         leveldb_free(v->ldb);
     }
+    rfs_free(v->own);
     *v = (struct kv_value){0};
+}
+
+int kv_batch_write(struct kv_batch *b, const leveldb_writeoptions_t *wopts, char *errmsg)
+{
+    char *err = NULL;
+    int rv;
+
+    assert(b->wb != NULL);
+    for (size_t i = 0; i < b->nslots; i++) {
+        for (struct kv_pending *p = b->slots[i]; p != NULL; p = p->next) {
+            unsigned char ptr[KV_BLOB_PTR_LEN];
+            if (p->deleted) {
+                leveldb_writebatch_delete(b->wb, p->key, p->klen);
+            } else if (b->db->blobs != NULL && kv_blob_wanted(p->key, p->klen, p->vlen)) {
+                rv = kv_blobs_append(b->db->blobs, p->val, p->vlen, ptr, errmsg);
+                if (rv != 0) {
+                    return rv;
+                }
+                leveldb_writebatch_put(b->wb, p->key, p->klen, (const char *)ptr, sizeof ptr);
+            } else {
+                leveldb_writebatch_put(b->wb, p->key, p->klen, p->val, p->vlen);
+            }
+        }
+    }
+    if (b->db->blobs != NULL) {
+        /* Before LevelDB holds a pointer, the bytes it points at are on disk. */
+        rv = kv_blobs_sync(b->db->blobs, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    leveldb_write(b->db->db, wopts, b->wb, &err);
+    if (err != NULL) {
+        return rfs_ldb_error(err, errmsg, "leveldb write");
+    }
+    return 0;
 }
 
 static int pending_cmp(const void *a, const void *b)

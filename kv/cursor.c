@@ -1,9 +1,11 @@
 /* A cursor over a range of LevelDB keys with the pending batch merged in: a key the batch
  * wrote shows the batch's value, a key it deleted is skipped. Both sources are in key order,
- * so this is a two-way merge in which the batch wins ties. Scans and the session sweep read
- * through it, so they see the earlier commands of the same apply call. */
+ * so this is a two-way merge in which the batch wins ties. A LevelDB value that is a blob
+ * pointer is read from its blob file (kv/blob.h), so callers see whole values. Scans and the
+ * session sweep read through it, so they see the earlier commands of the same apply call. */
 #include <string.h>
 
+#include "../common/alloc.h"
 #include "internal.h"
 
 static int cursor_in_range(const struct kv_cursor *c, const char *key, size_t klen)
@@ -11,9 +13,29 @@ static int cursor_in_range(const struct kv_cursor *c, const char *key, size_t kl
     return c->hi == NULL || kv_key_cmp(key, klen, c->hi, c->hilen) < 0;
 }
 
+/* The current LevelDB value is a blob pointer: read the value it stands for. A failure
+ * ends the cursor; kv_cursor_close reports it. */
+static void cursor_resolve(struct kv_cursor *c)
+{
+    rfs_free(c->own);
+    c->own = NULL;
+    c->err = kv_blobs_read(c->blobs, c->val, &c->own, &c->vlen, c->errmsg);
+    if (c->err != 0) {
+        c->valid = 0;
+        c->val = NULL;
+        c->vlen = 0;
+        return;
+    }
+    c->val = c->own;
+}
+
 /* Make the current item the first live key at or after both sources' positions. */
 static void cursor_settle(struct kv_cursor *c)
 {
+    if (c->err != 0) {
+        c->valid = 0;
+        return;
+    }
     for (;;) {
         const char *lk = NULL;
         size_t llen = 0;
@@ -37,6 +59,9 @@ static void cursor_settle(struct kv_cursor *c)
             c->key = lk;
             c->klen = llen;
             c->val = leveldb_iter_value(c->it, &c->vlen);
+            if (c->blobs != NULL && kv_blob_is_ptr(c->val, c->vlen)) {
+                cursor_resolve(c);
+            }
             return;
         }
         if (cmp == 0) {
@@ -62,7 +87,7 @@ int kv_cursor_open(struct kv_cursor *c, struct rfs_ldb *d, const leveldb_readopt
 {
     size_t first = 0, last;
 
-    *c = (struct kv_cursor){.hi = hi, .hilen = hilen};
+    *c = (struct kv_cursor){.hi = hi, .hilen = hilen, .blobs = d->blobs};
     c->it = leveldb_create_iterator(d->db, ropts);
     if (c->it == NULL) {
         return RFS_ENOMEM;
@@ -113,6 +138,11 @@ int kv_cursor_close(struct kv_cursor *c, char *errmsg)
         }
         leveldb_iter_destroy(c->it);
     }
+    if (rv == 0 && c->err != 0) {
+        rv = c->err;
+        rfs_errmsg_printf(errmsg, "%s", c->errmsg);
+    }
+    rfs_free(c->own);
     *c = (struct kv_cursor){0};
     return rv;
 }

@@ -8,6 +8,7 @@
 #include <leveldb/c.h>
 
 #include "../server/ldb.h"
+#include "blob.h"
 
 #include "../common/buf.h"
 #include "../common/err.h"
@@ -84,6 +85,7 @@ struct kv_value {
     const char *data;
     size_t len;
     char *ldb; /* LevelDB-owned copy (leveldb_free), or NULL */
+    char *own; /* read from a blob file (rfs_free), or NULL */
 };
 
 int kv_batch_init(struct kv_batch *b, struct rfs_ldb *db, int writable);
@@ -94,13 +96,18 @@ int kv_batch_get(struct kv_batch *b, const void *key, size_t klen, int *found, s
                  char *errmsg);
 void kv_value_clear(struct kv_value *v);
 
-/* Queue a put or delete (both copied). Returns 0 or RFS_ENOMEM. */
+/* Queue a put or delete (both copied). Returns 0 or RFS_ENOMEM. Nothing reaches LevelDB
+ * before kv_batch_write. */
 int kv_batch_put(struct kv_batch *b, const void *key, size_t klen, const void *val, size_t vlen);
 int kv_batch_put2(struct kv_batch *b, const void *key, size_t klen, const void *v1, size_t l1,
                   const void *v2, size_t l2);
 /* Like kv_batch_put, but takes ownership of val (rfs_malloc'd), even on failure. */
 int kv_batch_put_owned(struct kv_batch *b, const void *key, size_t klen, char *val, size_t vlen);
 int kv_batch_delete(struct kv_batch *b, const void *key, size_t klen);
+
+/* Write the batch: large data values to blob files (synced), then every key in one LevelDB
+ * write with wopts. Returns 0, RFS_EIO, RFS_ENOSPC or RFS_ENOMEM. */
+int kv_batch_write(struct kv_batch *b, const leveldb_writeoptions_t *wopts, char *errmsg);
 
 /* The batch's entries in key order, for merging into range scans. *out is rfs_malloc'd
  * (caller frees; NULL when empty). Returns 0 or RFS_ENOMEM. */
@@ -121,6 +128,10 @@ struct kv_cursor {
     size_t klen;
     const char *val;
     size_t vlen;
+    struct kv_blobs *blobs; /* resolves pointers read from LevelDB (NULL: none) */
+    char *own;              /* the current value when read from a blob file */
+    int err;                /* a blob read failed: the cursor stopped (kv_cursor_close) */
+    char errmsg[RFS_ERRMSG_SIZE];
 };
 
 /* Position on the first live key in [lo, hi) (hi NULL: unbounded). ropts may carry a
@@ -300,6 +311,10 @@ struct kv_sm {
     unsigned n_compact;
     uint64_t n_locks; /* transaction locks held (txn.c): none, no lock lookups */
 };
+
+/* Open sm->dir/db and its blob files into sm->db; close both (safe when closed). */
+int kv_sm_db_open(struct kv_sm *sm, char *errmsg);
+void kv_sm_db_close(struct kv_sm *sm);
 
 /* (Re)load the cached applied index and sweep time from sm->db. */
 int kv_sm_load_meta(struct kv_sm *sm, char *errmsg);

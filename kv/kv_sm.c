@@ -37,6 +37,29 @@ int kv_sm_load_meta(struct kv_sm *sm, char *errmsg)
     return rv;
 }
 
+int kv_sm_db_open(struct kv_sm *sm, char *errmsg)
+{
+    char path[PATH_MAX];
+    int rv;
+
+    snprintf(path, sizeof path, "%s/%s", sm->dir, KV_DB_NAME);
+    rv = rfs_ldb_open(&sm->db, path, errmsg);
+    if (rv == 0) {
+        rv = kv_blobs_open(&sm->db.blobs, path, errmsg);
+    }
+    if (rv != 0) {
+        kv_sm_db_close(sm);
+    }
+    return rv;
+}
+
+void kv_sm_db_close(struct kv_sm *sm)
+{
+    kv_blobs_close(sm->db.blobs);
+    sm->db.blobs = NULL;
+    rfs_ldb_close(&sm->db);
+}
+
 int kv_sm_open(struct kv_sm **out, const char *dir, uint32_t nbuckets, char *errmsg)
 {
     char path[PATH_MAX];
@@ -68,11 +91,11 @@ int kv_sm_open(struct kv_sm **out, const char *dir, uint32_t nbuckets, char *err
     if (rv != 0) {
         goto err;
     }
-    snprintf(path, sizeof path, "%s/%s", dir, KV_DB_NAME);
-    rv = rfs_ldb_open(&sm->db, path, errmsg);
+    rv = kv_sm_db_open(sm, errmsg);
     if (rv != 0) {
         goto err;
     }
+    snprintf(path, sizeof path, "%s/%s", dir, KV_DB_NAME);
     rv = kv_sm_load_meta(sm, errmsg);
     if (rv != 0) {
         goto err;
@@ -91,7 +114,7 @@ void kv_sm_close(struct kv_sm *sm)
     if (sm == NULL) {
         return;
     }
-    rfs_ldb_close(&sm->db);
+    kv_sm_db_close(sm);
     kv_shard_free(sm);
     rfs_free(sm->dir);
     rfs_free(sm);
@@ -238,7 +261,6 @@ static int sm_apply(void *data, const struct raft_entry *entries, unsigned n,
     raft_index applied = sm->applied;
     unsigned char num[8];
     struct kv_batch b;
-    char *err = NULL;
     int rv;
 
     for (unsigned i = 0; i < n; i++) {
@@ -291,9 +313,9 @@ static int sm_apply(void *data, const struct raft_entry *entries, unsigned n,
         rfs_errmsg_printf(errmsg, "kv apply: out of memory");
         goto err;
     }
-    leveldb_write(sm->db.db, sm->db.wopts, b.wb, &err);
-    if (err != NULL) {
-        rv = rfs_ldb_error(err, errmsg, "kv apply: leveldb write");
+    rv = kv_batch_write(&b, sm->db.wopts, errmsg);
+    if (rv != 0) {
+        rfs_errmsg_wrapf(errmsg, "kv apply");
         goto err;
     }
     kv_batch_close(&b);
@@ -369,10 +391,21 @@ static int sm_restore(void *data, raft_index index, const void *buf, size_t len,
     return kv_snapshot_restore(data, index, buf, len, errmsg);
 }
 
+/* The blob collector (kv/blob.h) runs here, between applies, when something died. */
+static int sm_housekeep(void *data, char *errmsg)
+{
+    struct kv_sm *sm = data;
+    if (sm->db.blobs == NULL) {
+        return 0; /* closed after a failed restore */
+    }
+    return kv_blobs_collect(sm->db.blobs, &sm->db, 0, errmsg);
+}
+
 const struct rfs_sm_ops kv_sm_ops = {
     .applied = sm_applied,
     .apply = sm_apply,
     .query = sm_query,
     .snapshot = sm_snapshot,
     .restore = sm_restore,
+    .housekeep = sm_housekeep,
 };

@@ -190,6 +190,7 @@ static int snap_build(const char *path, raft_index index, const uint8_t *p, uint
                       char *errmsg)
 {
     struct rfs_ldb d = {0};
+    struct kv_blobs *blobs = NULL;
     leveldb_writebatch_t *wb = NULL;
     unsigned char num[8];
     size_t off = SNAP_HDR, pending = 0;
@@ -203,6 +204,10 @@ static int snap_build(const char *path, raft_index index, const uint8_t *p, uint
     if (rv != 0) {
         return rv;
     }
+    rv = kv_blobs_open(&blobs, path, errmsg);
+    if (rv != 0) {
+        goto out;
+    }
     wb = leveldb_writebatch_create();
     if (wb == NULL) {
         rv = RFS_ENOMEM;
@@ -212,7 +217,16 @@ static int snap_build(const char *path, raft_index index, const uint8_t *p, uint
     for (uint64_t i = 0; i < count; i++) {
         uint32_t klen = rfs_get_le32(p + off), vlen = rfs_get_le32(p + off + 4);
         const char *key = (const char *)p + off + SNAP_REC_HDR;
-        leveldb_writebatch_put(wb, key, klen, key + klen, vlen);
+        if (kv_blob_wanted(key, klen, vlen)) {
+            unsigned char ptr[KV_BLOB_PTR_LEN];
+            rv = kv_blobs_append(blobs, key + klen, vlen, ptr, errmsg);
+            if (rv != 0) {
+                goto out;
+            }
+            leveldb_writebatch_put(wb, key, klen, (const char *)ptr, sizeof ptr);
+        } else {
+            leveldb_writebatch_put(wb, key, klen, key + klen, vlen);
+        }
         off += SNAP_REC_HDR + (size_t)klen + vlen;
         pending += SNAP_REC_HDR + (size_t)klen + vlen;
         if (pending >= SNAP_CHUNK_SIZE) {
@@ -228,8 +242,12 @@ static int snap_build(const char *path, raft_index index, const uint8_t *p, uint
     rfs_put_le64(num, index);
     leveldb_writebatch_put(wb, KV_META_APPLIED, strlen(KV_META_APPLIED), (const char *)num,
                            sizeof num);
-    /* A synced write makes everything before it durable too (same log, or already in
-     * tables LevelDB synced when it wrote them). */
+    /* The blob files first; then a synced write makes everything before it durable too
+     * (same log, or already in tables LevelDB synced when it wrote them). */
+    rv = kv_blobs_sync(blobs, errmsg);
+    if (rv != 0) {
+        goto out;
+    }
     leveldb_write(d.db, d.wopts_sync, wb, &err);
     if (err != NULL) {
         rv = rfs_ldb_error(err, errmsg, "write restored records");
@@ -239,6 +257,7 @@ out:
     if (wb != NULL) {
         leveldb_writebatch_destroy(wb);
     }
+    kv_blobs_close(blobs);
     rfs_ldb_close(&d);
     if (rv == 0) {
         rv = kv_dir_sync(path, errmsg);
@@ -272,7 +291,7 @@ int kv_snapshot_restore(struct kv_sm *sm, raft_index index, const void *data, si
     /* From here the old database is closed. Once kv_swap_commit has written the done
      * marker the new state is the committed one: after a failure part-way we finish the
      * swap the way open would, and reopen whatever that leaves. */
-    rfs_ldb_close(&sm->db);
+    kv_sm_db_close(sm);
     rv = kv_swap_commit(sm->dir, errmsg);
     if (rv != 0) {
         char tmp[RFS_ERRMSG_SIZE];
@@ -282,15 +301,14 @@ int kv_snapshot_restore(struct kv_sm *sm, raft_index index, const void *data, si
             return rv; /* sm->db stays closed: every call fails */
         }
     }
-    snprintf(path, sizeof path, "%s/%s", sm->dir, KV_DB_NAME);
     {
         char tmp[RFS_ERRMSG_SIZE];
-        int rv2 = rfs_ldb_open(&sm->db, path, tmp);
+        int rv2 = kv_sm_db_open(sm, tmp);
         if (rv2 == 0) {
             rv2 = kv_sm_load_meta(sm, tmp);
         }
         if (rv2 != 0) {
-            rfs_ldb_close(&sm->db);
+            kv_sm_db_close(sm);
             if (rv == 0) {
                 rfs_errmsg_printf(errmsg, "kv restore: reopen: %s", tmp);
                 rv = rv2;

@@ -7,8 +7,13 @@
 
 #include <leveldb/c.h>
 
+struct kv_blobs;
+
 struct rfs_ldb {
     leveldb_t *db;
+    /* kv/blob.h: where a kv state machine keeps large data values (NULL: inline). Owned by
+     * the kv state machine, not closed by rfs_ldb_close. */
+    struct kv_blobs *blobs;
     leveldb_options_t *opts;
     leveldb_cache_t *cache;
     leveldb_filterpolicy_t *filter;

@@ -1097,6 +1097,13 @@ static void on_tick(struct rpc_timer *t, void *data)
     if (!s->failed && !s->removed) {
         raft_tick(s->r);
     }
+    if (!s->failed && s->cfg.sm_ops->housekeep != NULL) {
+        char errmsg[RFS_ERRMSG_SIZE] = "";
+        int rv = s->cfg.sm_ops->housekeep(s->cfg.sm, errmsg);
+        if (rv != 0) {
+            server_fail(s, rv, "state machine housekeeping", errmsg);
+        }
+    }
 }
 
 static void raft_log_cb(void *data, int level, const char *msg)

@@ -38,6 +38,11 @@ struct rfs_sm_ops {
      * or a crash the old state (or the complete new one) is in place, never a mix.
      * Returns 0, RFS_ECORRUPT (bad snapshot bytes), RFS_EIO. */
     int (*restore)(void *sm, raft_index index, const void *data, size_t len, char *errmsg);
+
+    /* Optional (NULL: none). Background work of the state machine's own, called on every
+     * tick between applies; it must not change the replicated state, and should return
+     * quickly when there is nothing to do. Returns 0, or an error the server stops on. */
+    int (*housekeep)(void *sm, char *errmsg);
 };
 
 #endif

@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -908,14 +909,25 @@ static void test_too_big_key_or_value_replies_etoobig(void **state)
 
 /* --- snapshots --- */
 
-/* Some state with data in several buckets and a session. */
+/* Some state with data in several buckets, values large enough for blob files
+ * (kv/blob.h) and a session. */
 static void fill(struct fixture *f)
 {
-    char key[16];
+    char key[16], *big = malloc(70001);
+    assert_non_null(big);
     for (unsigned i = 0; i < 50; i++) {
         snprintf(key, sizeof key, "key%02u", i);
         put(f, key, key + 3);
     }
+    for (unsigned i = 0; i < 3; i++) {
+        for (unsigned j = 0; j < 70000; j++) {
+            big[j] = (char)('a' + (i + j * 7) % 26);
+        }
+        big[70000] = '\0';
+        snprintf(key, sizeof key, "big%u", i);
+        put(f, key, big);
+    }
+    free(big);
     put(f, "{t}a", "tagged");
     Raftfs__KvReply *r = apply1(f, session_req(RAFTFS__KV_OP__KV_PUT, "s", "1", 77, 1));
     raftfs__kv_reply__free_unpacked(r, NULL);
@@ -963,6 +975,14 @@ static void test_snapshot_restores_into_fresh_directory(void **state)
     g.index = kv_sm_ops.applied(g.sm);
     assert_same_state(f, &g);
     assert_value(&g, "only-in-g", NULL);
+    {
+        /* The large values were restored into blob files, not into LevelDB. */
+        char path[PATH_MAX];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/db/blob-00000001", g.dir);
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(st.st_size >= 3 * 70000);
+    }
     assert_false(exists(g.dir, "db.new"));
     assert_false(exists(g.dir, "db.old"));
     assert_false(exists(g.dir, "db.new.done"));
