@@ -30,7 +30,7 @@
  * as with the kernel's attribute cache (raftfs-mount's default --cache-timeout); changes
  * made here show at once. */
 #define FS_RA_TRUST_MS 1000
-#define FS_RA_AHEAD    4                 /* stripes fetched ahead of a sequential reader */
+#define FS_RA_AHEAD    8                 /* stripes fetched ahead of a sequential reader */
 #define FS_RA_SLOTS    (FS_RA_AHEAD + 3) /* and the ones being read */
 
 enum fs_ra_state { FS_RA_EMPTY, FS_RA_LOADING, FS_RA_READY };

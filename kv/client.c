@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "../common/alloc.h"
+#include "../common/log.h"
 #include "../proto/proto.h"
 #include "../raft/raft.h"
 #include "../rpc/rpc.h"
@@ -524,6 +525,13 @@ static int call(struct kv_client *c, const void *req, size_t len, unsigned timeo
             rfs_free(reply);
             if (rep == NULL) {
                 rv = RFS_EPROTO;
+            } else if (rep->status == RFS_ECORRUPT || rep->status == RFS_EIO) {
+                /* That server's storage failed (it stops, docs/kv.md): another one answers. */
+                rfs_warnf("kv client: %s: %s; trying another server", c->addrs[server],
+                          rep->error != NULL && rep->error[0] ? rep->error
+                                                              : rfs_strerror(rep->status));
+                rv = rep->status;
+                raftfs__kv_reply__free_unpacked(rep, &proto_allocator);
             } else if (rep->status == RFS_ENOTLEADER) {
                 unsigned next = next_server(c, server);
                 if (rep->leader_hint >= 1 && rep->leader_hint <= c->o.n_servers &&

@@ -975,6 +975,10 @@ static void serve_reads(struct rfs_server *s)
             } else {
                 reply_status(s, pr->conn_id, pr->req_id, rv, errmsg);
                 count_request(s, pr->op, pr->t0, rv);
+                if (rv == RFS_ECORRUPT || rv == RFS_EIO) {
+                    /* Damaged storage: stop, so that a healthy replica takes over. */
+                    server_fail(s, rv, "query", errmsg);
+                }
             }
             rfs_free(reply.base);
             rfs_free(pr->cmd);
