@@ -209,32 +209,40 @@ void kv_value_clear(struct kv_value *v)
 
 int kv_batch_write(struct kv_batch *b, const leveldb_writeoptions_t *wopts, char *errmsg)
 {
+    struct kv_pending **sorted;
     char *err = NULL;
+    size_t n;
     int rv;
 
     assert(b->wb != NULL);
-    for (size_t i = 0; i < b->nslots; i++) {
-        for (struct kv_pending *p = b->slots[i]; p != NULL; p = p->next) {
-            unsigned char ptr[KV_BLOB_PTR_LEN];
-            if (p->deleted) {
-                leveldb_writebatch_delete(b->wb, p->key, p->klen);
-            } else if (b->db->blobs != NULL && kv_blob_wanted(p->key, p->klen, p->vlen)) {
-                rv = kv_blobs_append(b->db->blobs, p->val, p->vlen, ptr, errmsg);
-                if (rv != 0) {
-                    return rv;
-                }
-                leveldb_writebatch_put(b->wb, p->key, p->klen, (const char *)ptr, sizeof ptr);
-            } else {
-                leveldb_writebatch_put(b->wb, p->key, p->klen, p->val, p->vlen);
+    /* In key order, so that a file's blocks sit in order in the blob file too. */
+    rv = kv_batch_sorted(b, &sorted, &n);
+    if (rv != 0) {
+        rfs_errmsg_printf(errmsg, "leveldb write: out of memory");
+        return rv;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct kv_pending *p = sorted[i];
+        unsigned char ptr[KV_BLOB_PTR_LEN];
+        if (p->deleted) {
+            leveldb_writebatch_delete(b->wb, p->key, p->klen);
+        } else if (b->db->blobs != NULL && kv_blob_wanted(p->key, p->klen, p->vlen)) {
+            rv = kv_blobs_append(b->db->blobs, p->val, p->vlen, ptr, errmsg);
+            if (rv != 0) {
+                break;
             }
+            leveldb_writebatch_put(b->wb, p->key, p->klen, (const char *)ptr, sizeof ptr);
+        } else {
+            leveldb_writebatch_put(b->wb, p->key, p->klen, p->val, p->vlen);
         }
     }
-    if (b->db->blobs != NULL) {
+    rfs_free(sorted);
+    if (rv == 0 && b->db->blobs != NULL) {
         /* Before LevelDB holds a pointer, the bytes it points at are on disk. */
         rv = kv_blobs_sync(b->db->blobs, errmsg);
-        if (rv != 0) {
-            return rv;
-        }
+    }
+    if (rv != 0) {
+        return rv;
     }
     leveldb_write(b->db->db, wopts, b->wb, &err);
     if (err != NULL) {

@@ -469,8 +469,8 @@ int rfs_server_cli_main(const struct rfs_server_cli *cli, int argc, char **argv)
     /* Log entries and replies of a MiB come and go all the time: served from the heap they
      * reuse warm pages, where glibc's default (mmap above 128 KiB, growing only as large
      * blocks are freed) faults in and zeroes fresh ones for each. */
-    mallopt(M_MMAP_THRESHOLD, 64 << 20);
-    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
     memset(&cm, 0, sizeof cm);
     cm.start_ms = rpc_now_ms();
     clock_gettime(CLOCK_REALTIME, &now);
