@@ -148,7 +148,8 @@ static unsigned blob_files(struct fixture *f, unsigned i, char *path, size_t cap
     while ((e = readdir(d)) != NULL) {
         if (strncmp(e->d_name, "blob-", 5) == 0) {
             if (n++ == 0 && path != NULL) {
-                snprintf(path, cap, "%s/%s", dir, e->d_name);
+                int w = snprintf(path, cap, "%s/%s", dir, e->d_name);
+                assert_true(w > 0 && (size_t)w < cap);
             }
         }
     }
