@@ -26,8 +26,10 @@ struct waiter {
     uint64_t req_id;
     unsigned server;
     bool done;
-    int status; /* transport status: 0 = reply arrived */
-    void *reply;
+    int status;          /* transport status: 0 = reply arrived */
+    bool decode;         /* a KvReply: decode it in the loop thread into kv */
+    Raftfs__KvReply *kv; /* when decode */
+    void *reply;         /* otherwise: the raw bytes */
     size_t len;
     pthread_cond_t cond;
 };
@@ -83,7 +85,14 @@ static void waiter_finish_locked(struct kv_client *c, size_t i, int status, cons
 {
     struct waiter *w = c->waiting[i];
     w->status = status;
-    if (status == 0) {
+    if (status == 0 && w->decode) {
+        /* Straight from the connection's buffer: a MiB of file data is copied once here,
+         * not once into a buffer and once more by the decoder. */
+        w->kv = raftfs__kv_reply__unpack(&proto_allocator, len, reply);
+        if (w->kv == NULL) {
+            w->status = RFS_EPROTO;
+        }
+    } else if (status == 0) {
         w->reply = rfs_malloc(len ? len : 1);
         if (w->reply == NULL) {
             w->status = RFS_ENOMEM;
@@ -387,20 +396,19 @@ static void sleep_ms(unsigned ms)
 
 /* One attempt: send to `server`, wait up to attempt_ms. Returns 0 with the reply bytes
  * (rfs_malloc'ed) or a transport status. */
-static int attempt(struct kv_client *c, unsigned server, uint32_t frame, const void *payload,
-                   size_t len, void **reply, size_t *reply_len)
+/* Send one request to server and wait for its reply (attempt_ms): *w says how it went. */
+static void attempt_wait(struct kv_client *c, unsigned server, uint32_t frame, const void *payload,
+                         size_t len, struct waiter *wp)
 {
-    struct waiter w;
+    struct waiter w = *wp;
     struct send_job *job;
     struct timespec deadline;
     int rv;
 
     if (c->peers[server] == NULL) {
-        *reply = NULL;
-        *reply_len = 0;
-        return RFS_EUNAVAIL; /* a hole in the list ("-") */
+        wp->status = RFS_EUNAVAIL; /* a hole in the list ("-") */
+        return;
     }
-    memset(&w, 0, sizeof w);
     {
         pthread_condattr_t attr;
         pthread_condattr_init(&attr);
@@ -411,7 +419,8 @@ static int attempt(struct kv_client *c, unsigned server, uint32_t frame, const v
     job = rfs_malloc(sizeof *job + len);
     if (job == NULL) {
         pthread_cond_destroy(&w.cond);
-        return RFS_ENOMEM;
+        wp->status = RFS_ENOMEM;
+        return;
     }
     w.server = server;
     pthread_mutex_lock(&c->mu);
@@ -422,7 +431,8 @@ static int attempt(struct kv_client *c, unsigned server, uint32_t frame, const v
             pthread_mutex_unlock(&c->mu);
             rfs_free(job);
             pthread_cond_destroy(&w.cond);
-            return RFS_ENOMEM;
+            wp->status = RFS_ENOMEM;
+            return;
         }
         c->waiting = ws;
         c->cap_waiting = cap;
@@ -474,8 +484,29 @@ static int attempt(struct kv_client *c, unsigned server, uint32_t frame, const v
     }
     pthread_mutex_unlock(&c->mu);
     pthread_cond_destroy(&w.cond);
+    *wp = w;
+}
+
+static int attempt(struct kv_client *c, unsigned server, uint32_t frame, const void *payload,
+                   size_t len, void **reply, size_t *reply_len)
+{
+    struct waiter w;
+    memset(&w, 0, sizeof w);
+    attempt_wait(c, server, frame, payload, len, &w);
     *reply = w.reply;
     *reply_len = w.len;
+    return w.status;
+}
+
+/* attempt for a KvRequest: the reply comes back decoded (or RFS_EPROTO). */
+static int attempt_kv(struct kv_client *c, unsigned server, const void *payload, size_t len,
+                      Raftfs__KvReply **out)
+{
+    struct waiter w;
+    memset(&w, 0, sizeof w);
+    w.decode = true;
+    attempt_wait(c, server, RAFTFS__FRAME_TYPE__FRAME_KV_REQUEST, payload, len, &w);
+    *out = w.kv;
     return w.status;
 }
 
@@ -516,16 +547,10 @@ static int call(struct kv_client *c, const void *req, size_t len, unsigned timeo
     server = c->leader;
     pthread_mutex_unlock(&c->mu);
     for (;;) {
-        void *reply = NULL;
-        size_t reply_len = 0;
-        int rv =
-            attempt(c, server, RAFTFS__FRAME_TYPE__FRAME_KV_REQUEST, req, len, &reply, &reply_len);
+        Raftfs__KvReply *rep = NULL;
+        int rv = attempt_kv(c, server, req, len, &rep);
         if (rv == 0) {
-            Raftfs__KvReply *rep = raftfs__kv_reply__unpack(&proto_allocator, reply_len, reply);
-            rfs_free(reply);
-            if (rep == NULL) {
-                rv = RFS_EPROTO;
-            } else if (rep->status == RFS_ECORRUPT || rep->status == RFS_EIO) {
+            if (rep->status == RFS_ECORRUPT || rep->status == RFS_EIO) {
                 /* That server's storage failed (it stops, docs/kv.md): another one answers. */
                 rfs_warnf("kv client: %s: %s; trying another server", c->addrs[server],
                           rep->error != NULL && rep->error[0] ? rep->error
@@ -801,11 +826,10 @@ int kv_client_cas(struct kv_client *c, const void *key, size_t klen, const void 
 
 void kv_scan_result_clear(struct kv_scan_result *r)
 {
-    for (size_t i = 0; i < r->n; i++) {
-        rfs_free(r->pairs[i].key.base);
-        rfs_free(r->pairs[i].value.base);
-    }
     rfs_free(r->pairs);
+    if (r->reply != NULL) {
+        raftfs__kv_reply__free_unpacked(r->reply, &proto_allocator);
+    }
     memset(r, 0, sizeof *r);
 }
 
@@ -830,9 +854,12 @@ int kv_client_scan(struct kv_client *c, const void *start, size_t slen, const vo
         if (out->pairs == NULL) {
             rv = RFS_ENOMEM;
         } else {
+            /* The pairs point into the decoded reply, which the result keeps: a stripe of
+             * file data is not copied once more. */
             for (size_t i = 0; i < rep->n_kvs; i++) {
-                (void)copy_buf(&out->pairs[i].key, &rep->kvs[i]->key);
-                (void)copy_buf(&out->pairs[i].value, &rep->kvs[i]->value);
+                out->pairs[i].key = (struct rfs_buf){rep->kvs[i]->key.data, rep->kvs[i]->key.len};
+                out->pairs[i].value =
+                    (struct rfs_buf){rep->kvs[i]->value.data, rep->kvs[i]->value.len};
                 out->pairs[i].version = rep->kvs[i]->version;
                 out->n++;
             }
@@ -840,8 +867,8 @@ int kv_client_scan(struct kv_client *c, const void *start, size_t slen, const vo
     }
     if (rv == 0) {
         out->more = rep->more;
-    }
-    if (rep != NULL) {
+        out->reply = rep;
+    } else if (rep != NULL) {
         raftfs__kv_reply__free_unpacked(rep, &proto_allocator);
     }
     return rv;

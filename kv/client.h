@@ -111,9 +111,10 @@ struct kv_pair {
     uint64_t version;
 };
 struct kv_scan_result {
-    struct kv_pair *pairs;
+    struct kv_pair *pairs; /* keys and values point into reply: do not free them one by one */
     size_t n;
-    bool more; /* stopped at the limit */
+    bool more;   /* stopped at the limit */
+    void *reply; /* the decoded reply that holds the bytes */
 };
 void kv_scan_result_clear(struct kv_scan_result *r);
 /* Keys in [start, end) (end NULL: no bound), at most limit (0: server default). */

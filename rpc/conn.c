@@ -48,8 +48,9 @@
 /* Initial input buffer: room for one chunk after a partial frame without moving it. */
 #define CONN_IN_INITIAL  (2 * CONN_READ_CHUNK)
 #define CONN_OUT_INITIAL (64u << 10)
-/* An empty buffer larger than this is released (a large frame passed through). */
-#define CONN_BUF_KEEP (1u << 20)
+/* An empty buffer larger than this is released (a large frame passed through). Large
+ * enough for a stream of 1 MiB frames (a file stripe and its framing) to reuse one buffer. */
+#define CONN_BUF_KEEP (4u << 20)
 
 struct rpc_conn {
     struct rpc_loop *loop;
@@ -248,7 +249,12 @@ static int conn_in_reserve(struct rpc_conn *c, size_t want)
         c->in_end = have;
         return 0;
     }
+    /* At least double: growing by exactly what is needed would copy a large frame over and
+     * over as it arrives. want itself only grows with what arrives (conn_read). */
     cap = have + want;
+    if (cap < 2 * c->in_cap) {
+        cap = 2 * c->in_cap;
+    }
     if (cap < CONN_IN_INITIAL) {
         cap = CONN_IN_INITIAL;
     }

@@ -645,7 +645,9 @@ static void answer_secondary_fails(struct fake *f, unsigned gid, const Raftfs__K
 {
     (void)f, (void)drop;
     if (req->op == RAFTFS__KV_OP__KV_TXN_COMMIT && gid == 2) {
-        rep->status = RFS_EIO;
+        /* A definite refusal (RFS_EIO or RFS_ECORRUPT would be retried at another server:
+         * they mean that server's storage failed). */
+        rep->status = RFS_EINVAL;
     }
 }
 
