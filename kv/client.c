@@ -824,6 +824,8 @@ int kv_client_cas(struct kv_client *c, const void *key, size_t klen, const void 
     return rv;
 }
 
+static int scan_result_take(int rv, Raftfs__KvReply *rep, struct kv_scan_result *out);
+
 void kv_scan_result_clear(struct kv_scan_result *r)
 {
     rfs_free(r->pairs);
@@ -849,6 +851,12 @@ int kv_client_scan(struct kv_client *c, const void *start, size_t slen, const vo
     }
     req.limit = limit;
     rv = run(c, &req, false, &rep, errmsg);
+    return scan_result_take(rv, rep, out);
+}
+
+/* Fill out from a scan's reply (which it keeps): the pairs point into it. */
+static int scan_result_take(int rv, Raftfs__KvReply *rep, struct kv_scan_result *out)
+{
     if (rv == 0 && rep->n_kvs > 0) {
         out->pairs = rfs_calloc(rep->n_kvs, sizeof *out->pairs);
         if (out->pairs == NULL) {
@@ -872,6 +880,40 @@ int kv_client_scan(struct kv_client *c, const void *start, size_t slen, const vo
         raftfs__kv_reply__free_unpacked(rep, &proto_allocator);
     }
     return rv;
+}
+
+int kv_client_scan_group(struct kv_client *c, uint64_t gid, const void *start, size_t slen,
+                         const void *end, size_t elen, unsigned limit, struct kv_scan_result *out,
+                         char *errmsg)
+{
+    Raftfs__KvRequest req = RAFTFS__KV_REQUEST__INIT;
+    struct kv_route_opts ro = {.gid = gid};
+    Raftfs__KvReply *rep = NULL;
+    int rv;
+    memset(out, 0, sizeof *out);
+    req.op = RAFTFS__KV_OP__KV_SCAN;
+    req.local = 1;
+    req.key.data = (uint8_t *)start;
+    req.key.len = slen;
+    if (end != NULL) {
+        req.end_key.data = (uint8_t *)end;
+        req.end_key.len = elen;
+    }
+    req.limit = limit;
+    rv = run_ex(c, &req, false, c->route != NULL ? &ro : NULL, &rep, errmsg);
+    return scan_result_take(rv, rep, out);
+}
+
+int kv_client_group_ids(struct kv_client *c, uint64_t *gids, size_t cap, size_t *n, char *errmsg)
+{
+    if (c->route == NULL) {
+        *n = cap > 0;
+        if (cap > 0) {
+            gids[0] = 0;
+        }
+        return 0;
+    }
+    return kv_route_group_ids(c->route, gids, cap, n, errmsg);
 }
 
 /* Whether every key of the transaction is on one group by the cached configuration (gid 0,

@@ -121,6 +121,17 @@ void kv_scan_result_clear(struct kv_scan_result *r);
 int kv_client_scan(struct kv_client *c, const void *start, size_t slen, const void *end,
                    size_t elen, unsigned limit, struct kv_scan_result *out, char *errmsg);
 
+/* Like kv_client_scan, but over every bucket group gid serves, no {tag} needed (a plain
+ * client: its one group, gid ignored). Keys come in order within the group; a bucket moving
+ * meanwhile may be missed or read twice, so this is for background work that goes round
+ * again (collectors), not for listings. */
+int kv_client_scan_group(struct kv_client *c, uint64_t gid, const void *start, size_t slen,
+                         const void *end, size_t elen, unsigned limit, struct kv_scan_result *out,
+                         char *errmsg);
+/* The groups of the cluster as last read from the meta group (a plain client: one, id 0):
+ * up to cap ids into gids, *n of them. Returns 0 or an RFS_E* code with errmsg. */
+int kv_client_group_ids(struct kv_client *c, uint64_t *gids, size_t cap, size_t *n, char *errmsg);
+
 /* A transaction: applied only if every read key still has the version seen (0: absent),
  * and then all writes take effect at once, or none does (docs/txn.md). A conflict returns
  * RFS_ECONFLICT and names the key in errmsg ("conflict on key K"). With no writes it checks

@@ -57,6 +57,10 @@ int kv_route_call(struct kv_route *r, Raftfs__KvRequest *req, struct kv_route_op
 int kv_route_groups(struct kv_route *r, const ProtobufCBinaryData *keys, size_t n, uint64_t *gids,
                     uint64_t *version, char *errmsg);
 
+/* The ids of the groups in the cached configuration (up to cap; read from the meta group
+ * first if there is none). Returns 0 or the meta group's error. */
+int kv_route_group_ids(struct kv_route *r, uint64_t *gids, size_t cap, size_t *n, char *errmsg);
+
 /* Read the configuration again (rate-limited across threads: see kv/route.c). */
 void kv_route_refresh(struct kv_route *r);
 

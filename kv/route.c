@@ -712,6 +712,28 @@ int kv_route_groups(struct kv_route *r, const ProtobufCBinaryData *keys, size_t 
     return rv;
 }
 
+int kv_route_group_ids(struct kv_route *r, uint64_t *gids, size_t cap, size_t *n, char *errmsg)
+{
+    int rv = 0;
+    *n = 0;
+    if (route_generation(r) == 0) {
+        route_refresh(r);
+    }
+    pthread_mutex_lock(&r->mu);
+    if (!r->have_cfg) {
+        rv = r->refresh_rv != 0 ? r->refresh_rv : RFS_EUNAVAIL;
+        rfs_errmsg_printf(errmsg, "%s",
+                          r->refresh_rv != 0 ? r->refresh_err
+                                             : "no configuration read from the meta group yet");
+    } else {
+        for (unsigned i = 0; i < r->cfg.n_groups && *n < cap; i++) {
+            gids[(*n)++] = r->cfg.groups[i].gid;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rv;
+}
+
 void kv_route_refresh(struct kv_route *r)
 {
     route_refresh(r);

@@ -2,6 +2,7 @@
  * one bucket, and only that bucket's range is read. Otherwise the range is spread over
  * every bucket: one cursor per bucket, each in key order, merged with a binary min-heap on
  * the user key (a user key lives in exactly one bucket, so there are no ties). */
+#include <stdbool.h>
 #include <string.h>
 
 #include "../common/alloc.h"
@@ -149,6 +150,7 @@ int kv_op_scan(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_resu
     const char *tag;
     size_t taglen, nsorted = 0;
     uint32_t first = 0;
+    bool local;
     int rv = 0;
 
     if (limit > KV_SCAN_MAX_LIMIT) {
@@ -162,7 +164,10 @@ int kv_op_scan(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_resu
         return 0; /* empty range */
     }
     s.ncursors = x->sm->nbuckets;
-    if (kv_key_tag(start->data, start->len, &tag, &taglen)) {
+    /* A sharded group asked for its own buckets (KvRequest.local): the untagged scan below
+     * over just those. */
+    local = req->local && x->sm->sharded;
+    if (!local && kv_key_tag(start->data, start->len, &tag, &taglen)) {
         first = kv_bucket_of(start->data, start->len, x->sm->nbuckets);
         s.ncursors = 1;
     }
@@ -178,6 +183,9 @@ int kv_op_scan(struct kv_op_ctx *x, const Raftfs__KvRequest *req, struct kv_resu
     for (size_t i = 0; i < s.ncursors; i++) {
         char *hi = his + i * hisize;
         size_t hilen;
+        if (local && !kv_shard_serves(x->sm, first + (uint32_t)i)) {
+            continue; /* another group's bucket (or one on its way here): not read */
+        }
         scan_bounds(first + (uint32_t)i, start, end, lo, hi, &hilen);
         rv = kv_cursor_open(&s.cursors[i], x->b->db, x->b->db->ropts, lo, KV_DATA_HDR + start->len,
                             hi, hilen, sorted, nsorted);

@@ -272,10 +272,13 @@ int kv_shard_check(const struct kv_sm *sm, const Raftfs__KvRequest *req, struct 
         case RAFTFS__KV_OP__KV_SCAN: {
             const char *tag;
             size_t taglen;
+            if (req->local) {
+                return 1; /* kv_op_scan reads only the buckets served here */
+            }
             if (!kv_key_tag(req->key.data, req->key.len, &tag, &taglen)) {
                 kv_result_fail(res, RFS_EINVAL,
                                "a scan in a sharded cluster reads one bucket: start the key "
-                               "with a {tag} that names it");
+                               "with a {tag} that names it (or ask one group for its buckets)");
                 return 0;
             }
             return check_key(sm, &req->key, res);

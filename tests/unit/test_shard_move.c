@@ -303,6 +303,45 @@ static void test_static_buckets(void **state)
     check_keys(f, "s", 30, "a");
 }
 
+/* A scan of one group's own buckets (kv_client_scan_group, no tag): each key comes from the
+ * group that owns it, and the groups together give every key once. */
+static void test_local_scan_reads_each_groups_buckets(void **state)
+{
+    struct fixture *f = *state;
+    char errmsg[RFS_ERRMSG_SIZE];
+    uint64_t gids[8];
+    size_t ngids = 0, total = 0;
+    SKIP_IF_NEEDED(f);
+    start_group(f, 1, 1, false, NULL);
+    start_group(f, 2, 1, false, NULL);
+    join(f, 1);
+    join(f, 2);
+    wait_settled(f);
+    put_keys(f, "l", 40, "a");
+    assert_int_equal(kv_client_group_ids(f->rc, gids, 8, &ngids, errmsg), 0);
+    assert_int_equal(ngids, 2);
+    for (size_t g = 0; g < ngids; g++) {
+        struct kv_scan_result res;
+        if (kv_client_scan_group(f->rc, gids[g], "l", 1, "m", 1, 1000, &res, errmsg) != 0) {
+            fail_msg("scan of group %llu: %s", (unsigned long long)gids[g], errmsg);
+        }
+        assert_true(res.n > 0);
+        for (size_t i = 0; i < res.n; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "%.*s", (int)res.pairs[i].key.len,
+                     (const char *)res.pairs[i].key.base);
+            char want[64];
+            snprintf(want, sizeof want, "a-%s", key);
+            assert_int_equal(owner_of(f, key), gids[g]);
+            assert_int_equal(res.pairs[i].value.len, strlen(want));
+            assert_memory_equal(res.pairs[i].value.base, want, strlen(want));
+        }
+        total += res.n;
+        kv_scan_result_clear(&res);
+    }
+    assert_int_equal(total, 40);
+}
+
 /* Join two groups in one configuration while one of them is down: the buckets bound for
  * the live one arrive and serve there (partial migration), the ones bound for the dead one
  * are stuck, and the buckets that stay put keep serving throughout (unaffected). */
@@ -611,6 +650,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_join_leave, setup, teardown),
         cmocka_unit_test_setup_teardown(test_static_buckets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_local_scan_reads_each_groups_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unaffected_and_partial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_shrinks_storage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_restart, setup, teardown),
