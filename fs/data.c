@@ -504,6 +504,27 @@ static bool stripe_used(struct rfs_fs *fs, uint64_t ino, uint64_t blk, uint64_t 
     return used;
 }
 
+/* Delete blocks [first, stop) of one stripe in one transaction, if the stripe holds any.
+ * Returns 0 or an RFS_E* code with errmsg. */
+static int drop_stripe(struct rfs_fs *fs, uint64_t ino, uint64_t first, uint64_t stop,
+                       char *errmsg)
+{
+    char keys[FS_STRIPE_BLOCKS][FS_KEY_MAX];
+    struct kv_txn_write wr[FS_STRIPE_BLOCKS];
+    unsigned nw = 0;
+    int rv;
+    if (!stripe_used(fs, ino, first, stop)) {
+        return 0;
+    }
+    for (uint64_t b = first; b < stop; b++, nw++) {
+        wr[nw] = (struct kv_txn_write){
+            .key = keys[nw], .klen = fs_key_block(keys[nw], ino, b), .del = true};
+    }
+    rv = kv_client_txn(fs->kv, NULL, 0, wr, nw, errmsg);
+    fs_changed(fs);
+    return rv;
+}
+
 /* After a shrink from old to size: cut the block holding the new end, delete the blocks
  * wholly past it, one transaction per stripe that has any (a scan tells, which costs no
  * disk write: a hole is cheap to skip). Best effort: failures are logged. */
@@ -524,10 +545,7 @@ static void truncate_cleanup(struct rfs_fs *fs, uint64_t ino, uint64_t size, uin
         }
     }
     for (; blk < end; stripes++) {
-        char keys[FS_STRIPE_BLOCKS][FS_KEY_MAX];
-        struct kv_txn_write wr[FS_STRIPE_BLOCKS];
         uint64_t first = blk, stop = (blk / FS_STRIPE_BLOCKS + 1) * FS_STRIPE_BLOCKS;
-        unsigned nw = 0;
         if (stripes == TRUNC_MAX_STRIPES) {
             rfs_warnf("fs: truncating %llx: blocks %llu to %llu left for the collector",
                       (unsigned long long)ino, (unsigned long long)blk,
@@ -536,21 +554,28 @@ static void truncate_cleanup(struct rfs_fs *fs, uint64_t ino, uint64_t size, uin
         }
         stop = stop < end ? stop : end;
         blk = stop;
-        if (!stripe_used(fs, ino, first, stop)) {
-            continue;
-        }
-        for (uint64_t b = first; b < stop; b++, nw++) {
-            wr[nw] = (struct kv_txn_write){
-                .key = keys[nw], .klen = fs_key_block(keys[nw], ino, b), .del = true};
-        }
-        rv = kv_client_txn(fs->kv, NULL, 0, wr, nw, errmsg);
-        fs_changed(fs);
+        rv = drop_stripe(fs, ino, first, stop, errmsg);
         if (rv != 0) {
             rfs_warnf("fs: truncating %llx: deleting blocks %llu to %llu: %s",
                       (unsigned long long)ino, (unsigned long long)first,
                       (unsigned long long)stop - 1, errmsg);
         }
     }
+}
+
+int fs_data_drop(struct rfs_fs *fs, uint64_t ino, uint64_t blk, uint64_t end, char *errmsg)
+{
+    while (blk < end) {
+        uint64_t stop = (blk / FS_STRIPE_BLOCKS + 1) * FS_STRIPE_BLOCKS;
+        int rv;
+        stop = stop < end ? stop : end;
+        rv = drop_stripe(fs, ino, blk, stop, errmsg);
+        if (rv != 0) {
+            return fs_errno(rv);
+        }
+        blk = stop;
+    }
+    return 0;
 }
 
 int rfs_fs_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)

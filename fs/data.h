@@ -33,4 +33,8 @@ int fs_data_put(struct rfs_fs *fs, uint64_t ino, uint64_t old_size, uint64_t off
                 size_t size, uint64_t *created);
 int fs_data_commit(struct rfs_fs *fs, struct fs_inode *in, uint64_t end, uint64_t created);
 
+/* Delete blocks [blk, end) of ino, one transaction per stripe that holds any. Returns 0 or
+ * -errno with errmsg. */
+int fs_data_drop(struct rfs_fs *fs, uint64_t ino, uint64_t blk, uint64_t end, char *errmsg);
+
 #endif

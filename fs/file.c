@@ -33,6 +33,7 @@
 #include "../common/log.h"
 #include "data.h"
 #include "internal.h"
+#include "orphan.h"
 #include "io_pool.h"
 #include "readahead.h"
 
@@ -86,6 +87,7 @@ struct rfs_file *rfs_file_open(struct rfs_fs *fs, uint64_t ino, int flags)
     fs_io_batch_init(&f->wb);
     pthread_mutex_init(&f->wb_mu, NULL);
     fs_readahead_init(&f->ra, fs, ino);
+    fs_orphans_opened(fs->orphans, ino);
     return f;
 }
 
@@ -379,6 +381,8 @@ void rfs_file_release(struct rfs_file *f)
     pthread_mutex_destroy(&f->wb_mu);
     fs_readahead_clear(&f->ra);
     pthread_mutex_destroy(&f->mu);
+    /* Last: an unlinked file's deletion may follow, after its bytes are written. */
+    fs_orphans_closed(f->fs->orphans, f->ino);
     rfs_free(f->buf);
     rfs_free(f);
 }

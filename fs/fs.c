@@ -11,6 +11,7 @@
 #include "../meta/client.h"
 #include "../meta/meta.h"
 #include "internal.h"
+#include "orphan.h"
 
 /* Ids taken from the meta group at a time. */
 #define ID_BATCH 1024
@@ -84,6 +85,12 @@ int rfs_fs_open(struct rfs_fs **out, const struct rfs_fs_options *o, char *errms
         rfs_fs_close(fs);
         return rv == RFS_EINVAL ? -EINVAL : -ENOMEM;
     }
+    rv = fs_orphans_start(fs, o->orphan_scan_ms, o->orphan_grace_ms, &fs->orphans);
+    if (rv != 0) {
+        rfs_errmsg_printf(errmsg, "cannot start the collector thread: %s", strerror(-rv));
+        rfs_fs_close(fs);
+        return rv;
+    }
     rv = make_root(fs, errmsg);
     if (rv != 0) {
         rfs_errmsg_wrapf(errmsg,
@@ -102,7 +109,8 @@ void rfs_fs_close(struct rfs_fs *fs)
     if (fs == NULL) {
         return;
     }
-    fs_io_pool_free(fs->io); /* its jobs use the clients */
+    fs_orphans_stop(fs->orphans); /* it uses the clients, and deletes what the last closes left */
+    fs_io_pool_free(fs->io);      /* its jobs use the clients */
     kv_client_free(fs->kv);
     kv_client_free(fs->meta);
     pthread_mutex_destroy(&fs->id_mu);

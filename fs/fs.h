@@ -24,6 +24,10 @@ struct rfs_fs;
 struct rfs_fs_options {
     const char *meta;    /* the meta group: "host:port,host:port,..." */
     unsigned timeout_ms; /* one KV operation, default 10000 */
+    /* Files unlinked while open (fs/orphan.h): how often this mount looks for them, and how
+     * long after the unlink one that no mount holds open is deleted (0: 2000 and 10000). */
+    unsigned orphan_scan_ms;
+    unsigned orphan_grace_ms;
 };
 
 /* Connect, and create the root directory if the cluster has none. Returns 0 or a negative

@@ -38,6 +38,7 @@ struct rfs_fs {
         uint64_t ino, ms, gen;
     } nocap[FS_NOCAP_SLOTS];
     _Atomic uint64_t xattr_changes;
+    struct fs_orphans *orphans; /* open files and the collector of deleted ones (fs/orphan.c) */
 };
 
 /* Call after sending a change of any inode, entry or block (whatever its outcome). */
@@ -74,6 +75,12 @@ uint16_t fs_new_placement(uint64_t id);
 int64_t fs_now_ns(void);
 /* An RFS_E* code as a negative errno (RFS_ECONFLICT: -EAGAIN, the caller retries). */
 int fs_errno(int rv);
+
+struct txnb;
+/* Delete every extended attribute of ino in t (fs/xattr.c). The caller has ino's inode in
+ * t's read set: every change of an attribute rewrites the inode, so its version guards the
+ * list. Returns 0 or -errno. */
+int fs_xattr_drop_all(struct rfs_fs *fs, struct txnb *t, uint64_t ino);
 
 /* Whether cred may access an inode with the given mask (R_OK | W_OK | X_OK). */
 bool fs_may(const struct rfs_cred *cred, const struct rfs_attr *a, int mask);

@@ -87,11 +87,12 @@ int fs_key_dirent_name(const void *key, size_t klen, uint64_t dir, const char **
     return 0;
 }
 
-int fs_key_inode_ino(const void *key, size_t klen, uint64_t *ino)
+/* The inode number of a key `kind{pppp}` ino: 0, or -1 if key is not one. */
+static int key_ino(const void *key, size_t klen, char kind, uint64_t *ino)
 {
     const unsigned char *k = key;
     uint64_t v = 0;
-    if (klen != 15 || k[0] != 'i' || k[1] != '{' || k[6] != '}') {
+    if (klen != 15 || k[0] != (unsigned char)kind || k[1] != '{' || k[6] != '}') {
         return -1;
     }
     for (int i = 0; i < 8; i++) {
@@ -99,4 +100,20 @@ int fs_key_inode_ino(const void *key, size_t klen, uint64_t *ino)
     }
     *ino = v;
     return 0;
+}
+
+int fs_key_inode_ino(const void *key, size_t klen, uint64_t *ino)
+{
+    return key_ino(key, klen, 'i', ino);
+}
+
+size_t fs_key_orphan(char *out, uint64_t ino)
+{
+    size_t n = head(out, 'o', fs_placement(ino));
+    return n + put_be64(out + n, ino);
+}
+
+int fs_key_orphan_ino(const void *key, size_t klen, uint64_t *ino)
+{
+    return key_ino(key, klen, 'o', ino);
 }

@@ -7,6 +7,7 @@
  *   d{pppp} dir_ino name        a directory entry (FsDirent); pppp: the directory's placement
  *   c{ino:stripe} block         file data, one fixed-size block per key
  *   x{pppp} ino name            an extended attribute
+ *   o{pppp} ino                 an orphan: a file unlinked while it may be open
  * pppp is a 16-bit placement number in lower-case hex. An inode number carries it:
  * ino = placement << 48 | id. A file takes its parent directory's placement (its inode and
  * its entry share a bucket); a directory gets its own, which spreads directories over
@@ -47,6 +48,14 @@ size_t fs_key_block(char *out, uint64_t ino, uint64_t block);
 size_t fs_key_xattr(char *out, uint64_t ino, const char *name, size_t nlen);
 size_t fs_key_xattr_first(char *out, uint64_t ino);
 size_t fs_key_xattr_end(char *out, uint64_t ino);
+
+/* An orphan record: a regular file whose last name went (fs/orphan.h); in the inode's
+ * bucket. The first key of all orphans, and the first past them (a scan's bounds). */
+size_t fs_key_orphan(char *out, uint64_t ino);
+#define FS_KEY_ORPHANS_FIRST "o{"
+#define FS_KEY_ORPHANS_END   "o|" /* '|' follows '{' */
+/* The inode number of an orphan key: 0, or -1 if key is not one. */
+int fs_key_orphan_ino(const void *key, size_t klen, uint64_t *ino);
 
 /* The inode number of an inode key: 0, or -1 if key is not an inode key. */
 int fs_key_inode_ino(const void *key, size_t klen, uint64_t *ino);

@@ -19,6 +19,7 @@
 #include "../common/log.h"
 #include "../proto/proto.h"
 #include "internal.h"
+#include "orphan.h"
 #include "proto/raftfs.pb-c.h"
 #include "txnb.h"
 
@@ -370,47 +371,22 @@ static int dir_empty(struct rfs_fs *fs, uint64_t dir)
     return rv;
 }
 
-/* Delete inode ino's extended attributes in t: they are listed now, and every change of them
- * rewrites the inode, so the inode's version in t's read set guards the list (fs/xattr.c). */
-static int drop_xattrs(struct rfs_fs *fs, struct txnb *t, uint64_t ino)
-{
-    char lo[FS_KEY_MAX + 1], hi[FS_KEY_MAX], errmsg[RFS_ERRMSG_SIZE];
-    size_t lolen = fs_key_xattr_first(lo, ino), hilen = fs_key_xattr_end(hi, ino);
-    for (;;) {
-        struct kv_scan_result res;
-        bool more;
-        int rv = kv_client_scan(fs->kv, lo, lolen, hi, hilen, 64, &res, errmsg);
-        if (rv != 0) {
-            rfs_warnf("fs: listing xattrs of %llx: %s", (unsigned long long)ino, errmsg);
-            return fs_errno(rv);
-        }
-        for (size_t i = 0; i < res.n; i++) {
-            txnb_del(t, res.pairs[i].key.base, res.pairs[i].key.len);
-        }
-        more = res.more && res.n > 0 && res.pairs[res.n - 1].key.len <= FS_KEY_MAX;
-        if (more) {
-            lolen = res.pairs[res.n - 1].key.len;
-            memcpy(lo, res.pairs[res.n - 1].key.base, lolen);
-            lo[lolen++] = '\0';
-        }
-        kv_scan_result_clear(&res);
-        if (!more) {
-            return 0;
-        }
-    }
-}
-
-/* Drop one name of inode `in` (whose entry is being deleted or replaced): fewer links, or the
- * inode goes with its extended attributes (its data blocks are left for a collector:
- * docs/fs.md). Returns 0 or an error of listing the attributes. */
+/* Drop one name of inode `in` (whose entry is being deleted or replaced): fewer links; a
+ * regular file's last link makes it an orphan, whose data goes once no mount has it open
+ * (fs/orphan.h); anything else goes at once with its extended attributes. Returns 0 or an
+ * error of listing the attributes. */
 static int drop_link(struct rfs_fs *fs, struct txnb *t, struct fs_inode *in, int64_t now)
 {
     char key[FS_KEY_MAX];
     size_t klen = fs_key_inode(key, in->a.ino);
     txnb_read(t, key, klen, in->version);
+    if (S_ISREG(in->a.mode) && in->a.nlink <= 1) {
+        fs_orphan_make(fs, t, in, now);
+        return 0;
+    }
     if (S_ISDIR(in->a.mode) || in->a.nlink <= 1) {
         txnb_del(t, key, klen);
-        return drop_xattrs(fs, t, in->a.ino);
+        return fs_xattr_drop_all(fs, t, in->a.ino);
     }
     in->a.nlink--;
     in->a.ctime_ns = now;

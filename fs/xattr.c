@@ -317,3 +317,33 @@ int rfs_fs_parent(struct rfs_fs *fs, uint64_t dir, uint64_t *parent)
     fs_inode_clear(&node);
     return rv;
 }
+
+/* Delete inode ino's extended attributes in t: they are listed now, and every change of them
+ * rewrites the inode, so the inode's version in t's read set guards the list. */
+int fs_xattr_drop_all(struct rfs_fs *fs, struct txnb *t, uint64_t ino)
+{
+    char lo[FS_KEY_MAX + 1], hi[FS_KEY_MAX], errmsg[RFS_ERRMSG_SIZE];
+    size_t lolen = fs_key_xattr_first(lo, ino), hilen = fs_key_xattr_end(hi, ino);
+    for (;;) {
+        struct kv_scan_result res;
+        bool more;
+        int rv = kv_client_scan(fs->kv, lo, lolen, hi, hilen, 64, &res, errmsg);
+        if (rv != 0) {
+            rfs_warnf("fs: listing xattrs of %llx: %s", (unsigned long long)ino, errmsg);
+            return fs_errno(rv);
+        }
+        for (size_t i = 0; i < res.n; i++) {
+            txnb_del(t, res.pairs[i].key.base, res.pairs[i].key.len);
+        }
+        more = res.more && res.n > 0 && res.pairs[res.n - 1].key.len <= FS_KEY_MAX;
+        if (more) {
+            lolen = res.pairs[res.n - 1].key.len;
+            memcpy(lo, res.pairs[res.n - 1].key.base, lolen);
+            lo[lolen++] = '\0';
+        }
+        kv_scan_result_clear(&res);
+        if (!more) {
+            return 0;
+        }
+    }
+}

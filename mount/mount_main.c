@@ -29,6 +29,7 @@ struct mount_opts {
     double cache_timeout;
     unsigned timeout_ms;
     char *log_level;
+    unsigned orphan_grace_ms;
 };
 
 #define MOUNT_OPT(t, p)                                                                            \
@@ -44,6 +45,7 @@ static const struct fuse_opt mount_opt_spec[] = {
     MOUNT_OPT("--cache-timeout %lf", cache_timeout),
     MOUNT_OPT("--timeout %u", timeout_ms),
     MOUNT_OPT("--log-level %s", log_level),
+    MOUNT_OPT("--orphan-grace-ms %u", orphan_grace_ms),
     FUSE_OPT_END,
 };
 
@@ -52,7 +54,8 @@ static const struct fuse_opt mount_opt_spec[] = {
  * free()). Returns the new argc, or -1 when out of memory. */
 static int split_eq_forms(int argc, char **argv, char ***out, char ***owned, int *n_owned)
 {
-    static const char *const names[] = {"--meta", "--cache-timeout", "--timeout", "--log-level"};
+    static const char *const names[] = {"--meta", "--cache-timeout", "--timeout", "--log-level",
+                                        "--orphan-grace-ms"};
     char **av = calloc((size_t)(2 * argc + 1), sizeof *av);
     char **own = calloc((size_t)(2 * argc + 1), sizeof *own);
     int n = 0, no = 0;
@@ -96,6 +99,7 @@ static const struct rfs_config_key mount_config_keys[] = {
     {"meta", RFS_CONFIG_STRING, NULL},    {"cache-timeout", RFS_CONFIG_NUMBER, NULL},
     {"timeout", RFS_CONFIG_UINT, NULL},   {"log-level", RFS_CONFIG_STRING, NULL},
     {"options", RFS_CONFIG_STRING, "-o"}, {"foreground", RFS_CONFIG_BOOL, "-f"},
+    {"orphan-grace-ms", RFS_CONFIG_UINT, NULL},
 };
 
 static void usage(const char *prog)
@@ -113,6 +117,9 @@ static void usage(const char *prog)
            "    --timeout MS           one cluster operation; past it the call fails with EIO\n"
            "                           (default 10000)\n"
            "    --log-level LEVEL      error|warn|info|debug|trace (default warn; -d: debug)\n"
+           "    --orphan-grace-ms MS   a file unlinked while open elsewhere: how long after\n"
+           "                           the unlink its data may go if no mount holds it open\n"
+           "                           (default 10000; docs/fs.md, Deleted files)\n"
            "    --config FILE          read settings from FILE: lines 'key = value' (meta,\n"
            "                           cache-timeout, timeout, log-level, options for -o,\n"
            "                           foreground = true for -f); flags given here override\n"
@@ -295,6 +302,7 @@ int main(int argc, char **argv)
     }
     fo.meta = mo.meta;
     fo.timeout_ms = mo.timeout_ms;
+    fo.orphan_grace_ms = mo.orphan_grace_ms;
     rv = rfs_fs_open(&fs, &fo, errmsg);
     if (rv != 0) {
         fprintf(stderr, "raftfs-mount: %s (%s); not mounting %s\n", errmsg, strerror(-rv),
