@@ -102,6 +102,7 @@ void rfs_fs_close(struct rfs_fs *fs)
     if (fs == NULL) {
         return;
     }
+    rfs_fs_locks_stop(fs);
     fs_io_pool_free(fs->io); /* its jobs use the clients */
     kv_client_free(fs->kv);
     kv_client_free(fs->meta);

@@ -38,6 +38,9 @@ struct rfs_fs {
         uint64_t ino, ms, gen;
     } nocap[FS_NOCAP_SLOTS];
     _Atomic uint64_t xattr_changes;
+    /* File locks and the lease (fs/lock.c): set by rfs_fs_locks_start before any lock call,
+     * NULL until then. */
+    struct fs_locks *locks;
 };
 
 /* Call after sending a change of any inode, entry or block (whatever its outcome). */
