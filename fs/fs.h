@@ -193,8 +193,12 @@ int rfs_fs_setlk(struct rfs_fs *fs, uint64_t ino, uint64_t owner, enum rfs_lock_
 
 /* Drop every lock of kind that owner holds on ino (close: POSIX locks at every flush, flock
  * at the release of the file description). Costs nothing when this mount never locked ino
- * for owner. Returns 0 or -errno. */
-int rfs_fs_unlock_owner(struct rfs_fs *fs, uint64_t ino, uint64_t owner, enum rfs_lock_kind kind);
+ * for owner. A lock call of owner that starts meanwhile waits until the drop is done.
+ * only_idle: leave the locks if a lock call of owner is in flight (a release, which the
+ * kernel sends after the close returned, must not undo a lock taken since). Returns 0 or
+ * -errno. */
+int rfs_fs_unlock_owner(struct rfs_fs *fs, uint64_t ino, uint64_t owner, enum rfs_lock_kind kind,
+                        bool only_idle);
 
 /* blocks and bfree count FS_BLOCK_SIZE blocks, files and ffree inodes (fixed numbers until
  * space accounting, issue 7). */

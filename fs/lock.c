@@ -41,13 +41,15 @@ _Static_assert(RFS_LOCK_EOF == FS_LOCK_EOF, "EOF agrees");
 struct held {
     uint64_t ino, owner, mount;
     uint8_t kind;
-    unsigned pending; /* lock calls of this owner in flight */
+    unsigned pending; /* lock calls of this owner in flight (counted before they wait) */
+    bool dropping;    /* rfs_fs_unlock_owner is dropping the owner's locks */
     struct held *next;
 };
 
 struct fs_locks {
     struct fs_lease *lease;
-    pthread_mutex_t mu; /* protects held */
+    pthread_mutex_t mu; /* protects held and every entry */
+    pthread_cond_t cv;  /* a drop ended */
     struct held *held[HELD_BUCKETS];
 };
 
@@ -70,7 +72,8 @@ static struct held *held_find(struct fs_locks *k, uint64_t ino, uint64_t owner, 
     return NULL;
 }
 
-/* A lock call of owner starts: remember that it may hold locks on ino. */
+/* A lock call of owner starts: remember that it may hold locks on ino, and wait for a drop
+ * of its locks in progress (so the drop cannot undo what this call sets). */
 static int held_begin(struct fs_locks *k, uint64_t ino, uint64_t owner, uint8_t kind,
                       uint64_t mount)
 {
@@ -87,7 +90,10 @@ static int held_begin(struct fs_locks *k, uint64_t ino, uint64_t owner, uint8_t 
         h->next = *held_bucket(k, ino);
         *held_bucket(k, ino) = h;
     }
-    h->pending++;
+    h->pending++; /* keeps h while we wait */
+    while (h->dropping) {
+        pthread_cond_wait(&k->cv, &k->mu);
+    }
     pthread_mutex_unlock(&k->mu);
     return 0;
 }
@@ -103,31 +109,42 @@ static void held_end(struct fs_locks *k, uint64_t ino, uint64_t owner, uint8_t k
     pthread_mutex_unlock(&k->mu);
 }
 
-/* The owner's locks were dropped: forget the entry unless a lock call is in flight. */
-static void held_forget(struct fs_locks *k, uint64_t ino, uint64_t owner, uint8_t kind,
-                        uint64_t mount)
+/* Start dropping the owner's locks: false if it holds none here, another drop is at it, or
+ * (only_idle) one of its lock calls is in flight. */
+static bool held_drop_begin(struct fs_locks *k, uint64_t ino, uint64_t owner, uint8_t kind,
+                            uint64_t mount, bool only_idle)
+{
+    struct held *h;
+    bool go;
+    pthread_mutex_lock(&k->mu);
+    h = held_find(k, ino, owner, kind, mount);
+    go = h != NULL && !h->dropping && !(only_idle && h->pending > 0);
+    if (go) {
+        h->dropping = true;
+    }
+    pthread_mutex_unlock(&k->mu);
+    return go;
+}
+
+/* The drop ended (dropped: the owner's locks are gone): forget the entry unless a lock call
+ * is in flight, and let waiting calls go on. */
+static void held_drop_end(struct fs_locks *k, uint64_t ino, uint64_t owner, uint8_t kind,
+                          uint64_t mount, bool dropped)
 {
     pthread_mutex_lock(&k->mu);
     for (struct held **p = held_bucket(k, ino); *p != NULL; p = &(*p)->next) {
         struct held *h = *p;
         if (h->ino == ino && h->owner == owner && h->kind == kind && h->mount == mount) {
-            if (h->pending == 0) {
+            h->dropping = false;
+            if (dropped && h->pending == 0) {
                 *p = h->next;
                 rfs_free(h);
             }
             break;
         }
     }
+    pthread_cond_broadcast(&k->cv);
     pthread_mutex_unlock(&k->mu);
-}
-
-static bool held_has(struct fs_locks *k, uint64_t ino, uint64_t owner, uint8_t kind, uint64_t mount)
-{
-    bool found;
-    pthread_mutex_lock(&k->mu);
-    found = held_find(k, ino, owner, kind, mount) != NULL;
-    pthread_mutex_unlock(&k->mu);
-    return found;
 }
 
 /* ---- liveness of other mounts, for one call ---- */
@@ -294,8 +311,10 @@ int rfs_fs_locks_start(struct rfs_fs *fs, unsigned lease_ms, char *errmsg)
         return -ENOMEM;
     }
     pthread_mutex_init(&k->mu, NULL);
+    pthread_cond_init(&k->cv, NULL);
     rv = fs_lease_start(fs, lease_ms, &k->lease, errmsg);
     if (rv != 0) {
+        pthread_cond_destroy(&k->cv);
         pthread_mutex_destroy(&k->mu);
         rfs_free(k);
         return rv;
@@ -329,6 +348,7 @@ void rfs_fs_locks_stop(struct rfs_fs *fs)
     }
     /* ...and end the lease, which kills whatever lock of this mount is left. */
     fs_lease_stop(k->lease);
+    pthread_cond_destroy(&k->cv);
     pthread_mutex_destroy(&k->mu);
     rfs_free(k);
     fs->locks = NULL;
@@ -456,7 +476,8 @@ int rfs_fs_setlk(struct rfs_fs *fs, uint64_t ino, uint64_t owner, enum rfs_lock_
     return rv;
 }
 
-int rfs_fs_unlock_owner(struct rfs_fs *fs, uint64_t ino, uint64_t owner, enum rfs_lock_kind kind)
+int rfs_fs_unlock_owner(struct rfs_fs *fs, uint64_t ino, uint64_t owner, enum rfs_lock_kind kind,
+                        bool only_idle)
 {
     struct fs_locks *k = fs->locks;
     struct fs_lock req = {.owner = owner, .kind = (uint8_t)kind};
@@ -465,12 +486,10 @@ int rfs_fs_unlock_owner(struct rfs_fs *fs, uint64_t ino, uint64_t owner, enum rf
         return 0;
     }
     req.mount = fs_lease_id(k->lease);
-    if (!held_has(k, ino, owner, req.kind, req.mount)) {
+    if (!held_drop_begin(k, ino, owner, req.kind, req.mount, only_idle)) {
         return 0;
     }
     rv = list_update(fs, ino, OP_DROP_OWNER, &req, false);
-    if (rv == 0) {
-        held_forget(k, ino, owner, req.kind, req.mount);
-    }
+    held_drop_end(k, ino, owner, req.kind, req.mount, rv == 0);
     return rv;
 }

@@ -12,7 +12,9 @@
 #include <string.h>
 #include <sys/file.h>
 
+#include "common/alloc.h"
 #include "common/log.h"
+#include "files.h"
 
 static struct mount_ctx *ctx_of(fuse_req_t req)
 {
@@ -72,10 +74,16 @@ void mount_op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, s
 void mount_op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock,
                     int sleep)
 {
+    struct mount_ctx *m = ctx_of(req);
     struct rfs_lock lk;
     int rv = lock_of(lock, &lk);
+    if (rv == 0 && lk.type != F_UNLCK) {
+        /* for the release of this handle (open file description locks) */
+        rv = mount_file_note_lock_owner(m, (struct mount_open_file *)(uintptr_t)fi->fh,
+                                        fi->lock_owner);
+    }
     if (rv == 0) {
-        rv = rfs_fs_setlk(ctx_of(req)->fs, ino, fi->lock_owner, RFS_LOCK_POSIX, &lk, sleep != 0,
+        rv = rfs_fs_setlk(m->fs, ino, fi->lock_owner, RFS_LOCK_POSIX, &lk, sleep != 0,
                           req_cancelled, req);
     }
     fuse_reply_err(req, -rv);
@@ -107,7 +115,7 @@ void mount_op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, i
 
 int mount_locks_flush(struct mount_ctx *m, fuse_ino_t ino, const struct fuse_file_info *fi)
 {
-    int rv = rfs_fs_unlock_owner(m->fs, ino, fi->lock_owner, RFS_LOCK_POSIX);
+    int rv = rfs_fs_unlock_owner(m->fs, ino, fi->lock_owner, RFS_LOCK_POSIX, false);
     if (rv != 0) {
         rfs_warnf("mount: releasing the POSIX locks on %llx at close: %s", (unsigned long long)ino,
                   strerror(-rv));
@@ -115,16 +123,30 @@ int mount_locks_flush(struct mount_ctx *m, fuse_ino_t ino, const struct fuse_fil
     return rv;
 }
 
+/* Besides the flock: an open file description lock (F_OFD_SETLK) belongs to the description
+ * and must go at its release, but the kernel names no owner there (unless a flock was
+ * taken). So every owner that made POSIX lock calls through this handle, and through no
+ * other handle still open here, has its locks dropped: a process's own (classic) locks are
+ * gone already (its close flushed them), unless it is locking again through another handle,
+ * which then lists it too; a lock call of the owner in flight makes the drop stand back. */
 int mount_locks_release(struct mount_ctx *m, fuse_ino_t ino, const struct fuse_file_info *fi)
 {
-    int rv;
-    if (!fi->flock_release) {
-        return 0;
+    struct mount_open_file *o = (struct mount_open_file *)(uintptr_t)fi->fh;
+    uint64_t *owners;
+    unsigned n;
+    int rv = 0, r;
+    if (fi->flock_release) {
+        rv = rfs_fs_unlock_owner(m->fs, ino, fi->lock_owner, RFS_LOCK_FLOCK, false);
     }
-    rv = rfs_fs_unlock_owner(m->fs, ino, fi->lock_owner, RFS_LOCK_FLOCK);
+    r = mount_file_solo_lock_owners(m, o, &owners, &n);
+    for (unsigned i = 0; r == 0 && i < n; i++) {
+        r = rfs_fs_unlock_owner(m->fs, ino, owners[i], RFS_LOCK_POSIX, true);
+    }
+    rfs_free(owners);
+    rv = rv != 0 ? rv : r;
     if (rv != 0) {
-        rfs_warnf("mount: releasing the flock on %llx at close: %s", (unsigned long long)ino,
-                  strerror(-rv));
+        rfs_warnf("mount: releasing the locks on %llx at the last close: %s",
+                  (unsigned long long)ino, strerror(-rv));
     }
     return rv;
 }

@@ -14,8 +14,9 @@ void mount_op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, s
 void mount_op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op);
 
 /* At a flush (every close(2)): drop the POSIX locks of fi->lock_owner on ino, as closing any
- * descriptor of a file drops the process's locks on it. At a release with fi->flock_release:
- * drop the flock of the file description. Returns 0 or -errno (logged). */
+ * descriptor of a file drops the process's locks on it. At a release (the last close of an
+ * open file description; before mount_file_release): drop its flock (fi->flock_release) and
+ * its open file description locks. Returns 0 or -errno (logged). */
 int mount_locks_flush(struct mount_ctx *m, fuse_ino_t ino, const struct fuse_file_info *fi);
 int mount_locks_release(struct mount_ctx *m, fuse_ino_t ino, const struct fuse_file_info *fi);
 

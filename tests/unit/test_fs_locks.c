@@ -188,6 +188,7 @@ enum locker_op {
     L_FLOCK, /* flock(slot, arg) */
     L_SETLK, /* fcntl(slot, F_SETLK / F_SETLKW (arg 1), type, start, len) */
     L_GETLK, /* fcntl(slot, F_GETLK, type, start, len) */
+    L_OFDLK, /* fcntl(slot, F_OFD_SETLK, type, start, len) */
     L_EXIT,
 };
 
@@ -244,6 +245,9 @@ static void locker_serve(const char *path, int cmd, int res)
                 break;
             case L_SETLK:
                 r.rv = fcntl(fds[c.slot], c.arg ? F_SETLKW : F_SETLK, &fl);
+                break;
+            case L_OFDLK:
+                r.rv = fcntl(fds[c.slot], F_OFD_SETLK, &fl);
                 break;
             case L_GETLK:
                 r.rv = fcntl(fds[c.slot], F_GETLK, &fl);
@@ -614,6 +618,40 @@ static void test_close_releases_locks(void **state)
     assert_true(got);
 }
 
+/* An open file description lock (F_OFD_SETLK) excludes across mounts and goes at the last
+ * close of its description, not at the close of another descriptor of the process. */
+static void test_ofd_lock_goes_with_its_description(void **state)
+{
+    struct fixture *f = *state;
+    struct locker *a, *b;
+    struct locker_cmd c = {.op = L_OFDLK, .type = F_WRLCK, .start = 0, .len = 10};
+    int rv = -EAGAIN;
+    SKIP_IF_NEEDED(f);
+    two_lockers(f, f->m.mnt, f->mnt2, "ofd", &a, &b);
+    assert_int_equal(locker_do(a, c, NULL), 0);
+    assert_int_equal(do_setlk(b, F_WRLCK, 5, 10), -EAGAIN);
+    assert_int_equal(do_open(a, 1), 0);
+    assert_int_equal(do_close(a, 1), 0); /* not its description */
+    assert_int_equal(do_setlk(b, F_WRLCK, 5, 10), -EAGAIN);
+    /* closing the description's last descriptor drops it */
+    assert_int_equal(do_open(a, 2), 0);
+    assert_int_equal(do_close(a, 0), 0);
+    /* (the release comes after close(2) returns: bounded retries) */
+    for (int i = 0; i < 100 && rv == -EAGAIN; i++) {
+        rv = do_setlk(b, F_WRLCK, 5, 10);
+        if (rv == -EAGAIN) {
+            usleep(20000);
+        }
+    }
+    assert_int_equal(rv, 0);
+    {
+        struct locker_cmd c2 = setlk_cmd(F_WRLCK, 100, 10, false);
+        c2.slot = 2;
+        assert_int_equal(locker_do(a, c2, NULL), 0);
+    }
+    assert_int_equal(do_setlk(b, F_WRLCK, 100, 10), -EAGAIN);
+}
+
 /* Start mount 3 (the mount a test stops or kills). */
 static void start_mount3(struct fixture *f)
 {
@@ -698,6 +736,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_setlkw_waits_and_is_interrupted, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(test_close_releases_locks, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_ofd_lock_goes_with_its_description, test_setup,
+                                        test_teardown),
         cmocka_unit_test_setup_teardown(test_unmount_releases_locks_at_once, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(test_killed_mount_loses_its_locks_after_the_lease,
