@@ -663,21 +663,31 @@ static void start_mount3(struct fixture *f)
     }
 }
 
-/* A clean unmount drops the mount's locks at once: no wait for the lease. */
+/* A clean unmount drops the mount's locks at once: no wait for the lease. A wait in
+ * progress on that mount does not hold the daemon up. */
 static void test_unmount_releases_locks_at_once(void **state)
 {
     struct fixture *f = *state;
-    struct locker *a, *b;
+    struct locker *a, *b, *c;
+    struct locker_res r;
+    char p3[512];
     long long t0;
     SKIP_IF_NEEDED(f);
     start_mount3(f);
     two_lockers(f, f->mnt3, f->mnt2, "unmount", &a, &b);
+    snprintf(p3, sizeof p3, "%s/unmount", f->mnt3);
+    c = locker_start(f, p3);
+    assert_int_equal(do_open(c, 0), 0);
     assert_int_equal(do_flock(a, LOCK_EX), 0);
     assert_int_equal(do_setlk(a, F_WRLCK, 0, 0), 0);
     assert_int_equal(do_flock(b, LOCK_EX | LOCK_NB), -EWOULDBLOCK);
+    locker_send(c, setlk_cmd(F_WRLCK, 0, 1, true));
+    assert_false(locker_answer(c, BLOCKED_MS, &r));
     t0 = proc_now_ms();
     assert_int_equal(mount_helper_stop(f->mnt3, &f->pid3), 0); /* SIGTERM: unmounts */
     assert_false(mount_helper_log_has_sanitizer_report(f->log3));
+    assert_true(locker_answer(c, ANSWER_MS, &r)); /* the wait ended with the session */
+    assert_int_equal(r.rv, -1);
     assert_int_equal(do_flock(b, LOCK_EX | LOCK_NB), 0);
     assert_int_equal(do_setlk(b, F_WRLCK, 0, 0), 0);
     printf("locks free %lld ms after the unmount began (lease %d ms)\n", proc_now_ms() - t0, LEASE);
