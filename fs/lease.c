@@ -9,9 +9,11 @@
  *
  * Failure modes: a rewrite that fails for lack of an answer is tried again at the next
  * tick (the lease lapses locally once lease_ms passes without a confirmed one: lock calls
- * then fail with ENOLCK). A rewrite that conflicts means another mount deleted the record
- * (it took this mount for dead, and its locks with it): the thread logs an error and
- * registers a new id. fs_lease_stop deletes the record.
+ * then fail with ENOLCK). A rewrite that conflicts while the record is still there met an
+ * earlier rewrite of ours that committed after its answer was lost: the thread takes that
+ * version and goes on. A rewrite that conflicts because the record is gone means another
+ * mount deleted it (it took this mount for dead, and its locks with it): the thread logs an
+ * error and registers a new id. fs_lease_stop deletes the record.
  *
  * Record (value of s{id}): format (1), lease_ms (u32 BE), pid (u32 BE), renewal count
  * (u64 BE), the kernel's boot id (36 bytes), host name length (1) and host name. */
@@ -194,6 +196,29 @@ static void lease_renew(struct fs_lease *l, bool *failing)
         return;
     }
     if (rv == RFS_ECONFLICT) {
+        /* Only this mount writes its record; others only delete it. A record that is there
+         * with another version was written by an earlier renewal of ours whose answer was
+         * lost (a timeout): adopt that version (confirmed_ms stays, as we do not know when
+         * that one was sent) and renew again at the next tick. */
+        char key[FS_KEY_MAX];
+        struct kv_client_value v = {0};
+        int grv = kv_client_get(l->fs->kv, key, fs_key_lease(key, id), &v, errmsg);
+        bool ours = grv == 0 && v.found;
+        if (ours) {
+            pthread_mutex_lock(&l->mu);
+            if (l->id == id) {
+                l->version = v.version;
+            }
+            pthread_mutex_unlock(&l->mu);
+        }
+        kv_client_value_clear(&v);
+        if (ours || grv != 0) {
+            if (!*failing) {
+                rfs_warnf("fs: lease: renewal met a newer version of its own record; again");
+            }
+            *failing = true;
+            return;
+        }
         rfs_errorf("fs: lease: the record of mount %016llx was deleted by another mount, which "
                    "took this one for dead: the file locks held through it are lost; "
                    "registering again",

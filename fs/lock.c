@@ -435,8 +435,8 @@ static int setlk_once(struct rfs_fs *fs, uint64_t ino, struct fs_lock *req, bool
     int rv;
     req->mount = fs_lease_id(k->lease);
     if (!unlock && !fs_lease_valid(k->lease)) {
-        rfs_warnf("fs: lock on %llx refused: this mount's lease is not confirmed (the cluster "
-                  "does not answer)",
+        rfs_warnf("fs: lock on %llx refused: no renewal of this mount's lease was confirmed "
+                  "within the lease (the cluster does not answer, or the daemon was stopped)",
                   (unsigned long long)ino);
         return -ENOLCK;
     }

@@ -384,6 +384,22 @@ static void locker_kill_all(struct fixture *f)
     f->n_lockers = 0;
 }
 
+/* Whether the file at path has a line containing needle. */
+static bool log_has_line(const char *path, const char *needle)
+{
+    FILE *fp = fopen(path, "r");
+    char line[1024];
+    bool found = false;
+    if (fp == NULL) {
+        return false;
+    }
+    while (!found && fgets(line, sizeof line, fp) != NULL) {
+        found = strstr(line, needle) != NULL;
+    }
+    fclose(fp);
+    return found;
+}
+
 /* ---- the fixture ---- */
 
 static const char *const mount_args[] = {"--lease-ms", LEASE_MS, NULL};
@@ -417,6 +433,9 @@ static int teardown(void **state)
     int bad = 0;
     if (f == NULL) {
         return 0;
+    }
+    if (f->pid3 > 0) {
+        kill(f->pid3, SIGCONT); /* a test may have stopped it */
     }
     locker_kill_all(f);
     if (f->mnt2[0] != '\0') {
@@ -731,6 +750,41 @@ static void test_killed_mount_loses_its_locks_after_the_lease(void **state)
     mount_helper_force_unmount(f->mnt3);
 }
 
+/* The holder's daemon stopped (SIGSTOP) for longer than its lease: another mount takes its
+ * locks; when it runs again it finds its record deleted, says so in its log, registers
+ * again, and locks anew. */
+static void test_paused_mount_loses_its_locks_and_registers_again(void **state)
+{
+    struct fixture *f = *state;
+    struct locker *a, *b;
+    struct locker_res r;
+    int rv = -ENOLCK;
+    SKIP_IF_NEEDED(f);
+    start_mount3(f);
+    two_lockers(f, f->mnt3, f->mnt2, "paused", &a, &b);
+    assert_int_equal(do_setlk(a, F_WRLCK, 0, 10), 0);
+    assert_int_equal(proc_kill(f->pid3, SIGSTOP), 0);
+    /* nothing touches mount 3 while its daemon is stopped */
+    locker_send(b, setlk_cmd(F_WRLCK, 0, 10, true));
+    if (!locker_answer(b, LEASE + MARGIN_MS, &r)) {
+        kill(f->pid3, SIGCONT);
+        fail_msg("F_SETLKW not granted while the holder's daemon was stopped");
+    }
+    assert_int_equal(r.rv, 0);
+    assert_int_equal(proc_kill(f->pid3, SIGCONT), 0);
+    /* a's lock is gone; until the daemon has renewed (under a new id), a may get ENOLCK */
+    for (int i = 0; i < 100 && (rv == -ENOLCK || rv == -EAGAIN); i++) {
+        rv = do_setlk(a, F_WRLCK, 20, 10);
+        if (rv != 0) {
+            usleep(20000);
+        }
+    }
+    assert_int_equal(rv, 0);
+    assert_int_equal(do_setlk(a, F_WRLCK, 0, 10), -EAGAIN); /* b has it now */
+    assert_int_equal(do_setlk(b, F_WRLCK, 20, 10), -EAGAIN);
+    assert_true(log_has_line(f->log3, "was deleted by another mount"));
+}
+
 int main(void)
 {
     const struct CMUnitTest pure[] = {
@@ -751,6 +805,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unmount_releases_locks_at_once, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(test_killed_mount_loses_its_locks_after_the_lease,
+                                        test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_paused_mount_loses_its_locks_and_registers_again,
                                         test_setup, test_teardown),
     };
     int failed = cmocka_run_group_tests_name("lock list", pure, NULL, NULL);
