@@ -506,8 +506,7 @@ static bool stripe_used(struct rfs_fs *fs, uint64_t ino, uint64_t blk, uint64_t 
 
 /* Delete blocks [first, stop) of one stripe in one transaction, if the stripe holds any.
  * Returns 0 or an RFS_E* code with errmsg. */
-static int drop_stripe(struct rfs_fs *fs, uint64_t ino, uint64_t first, uint64_t stop,
-                       char *errmsg)
+static int drop_stripe(struct rfs_fs *fs, uint64_t ino, uint64_t first, uint64_t stop, char *errmsg)
 {
     char keys[FS_STRIPE_BLOCKS][FS_KEY_MAX];
     struct kv_txn_write wr[FS_STRIPE_BLOCKS];

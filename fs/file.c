@@ -33,8 +33,8 @@
 #include "../common/log.h"
 #include "data.h"
 #include "internal.h"
-#include "orphan.h"
 #include "io_pool.h"
+#include "orphan.h"
 #include "readahead.h"
 
 /* Background writes of one handle in flight at most (each up to RFS_FILE_FLUSH_BYTES plus a

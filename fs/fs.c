@@ -109,6 +109,7 @@ void rfs_fs_close(struct rfs_fs *fs)
     if (fs == NULL) {
         return;
     }
+    rfs_fs_locks_stop(fs);
     fs_orphans_stop(fs->orphans); /* it uses the clients, and deletes what the last closes left */
     fs_io_pool_free(fs->io);      /* its jobs use the clients */
     kv_client_free(fs->kv);

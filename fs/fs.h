@@ -152,6 +152,58 @@ int rfs_fs_listxattr(struct rfs_fs *fs, uint64_t ino, char *buf, size_t cap, siz
 int rfs_fs_removexattr(struct rfs_fs *fs, uint64_t ino, const char *name,
                        const struct rfs_cred *cred);
 
+/* File locks held in the cluster (fs/lock.c, docs/locks.md): flock and POSIX byte-range
+ * locks exclude each other across every mount of the cluster (a flock never conflicts with
+ * a POSIX lock, as on Linux). A lock belongs to (this mount, owner): the owner is FUSE's
+ * lock_owner (a process for POSIX locks, an open file description for flock). Locks live
+ * as long as this mount's lease: rfs_fs_locks_start registers it and renews it in the
+ * background; a mount that stops renewing (killed, cut off) loses its locks lease_ms
+ * after its last renewal, as other mounts see it. */
+#define RFS_LOCK_EOF ((uint64_t)INT64_MAX) /* a range's end: to the end of the file */
+
+enum rfs_lock_kind {
+    RFS_LOCK_POSIX = 0,
+    RFS_LOCK_FLOCK = 1,
+};
+
+struct rfs_lock {
+    int type;            /* F_RDLCK, F_WRLCK or F_UNLCK */
+    uint64_t start, end; /* bytes [start, end], end inclusive; flock: [0, RFS_LOCK_EOF] */
+    uint32_t pid;        /* setlk: the caller's; getlk: the holder's on its machine, 0 if
+                          * the holder runs on another machine */
+};
+
+/* Register this mount's lease (lease_ms 0: 6000 ms) and start renewing it. Lock calls before
+ * this fail with -ENOLCK. Returns 0 or -errno with errmsg. */
+int rfs_fs_locks_start(struct rfs_fs *fs, unsigned lease_ms, char *errmsg);
+/* Drop every lock this mount holds and end its lease (rfs_fs_close does it too). */
+void rfs_fs_locks_stop(struct rfs_fs *fs);
+
+/* F_GETLK: the first live lock of another owner that conflicts with lk (its type and range)
+ * into lk, or lk->type F_UNLCK if there is none. Returns 0 or -errno. */
+int rfs_fs_getlk(struct rfs_fs *fs, uint64_t ino, uint64_t owner, enum rfs_lock_kind kind,
+                 struct rfs_lock *lk);
+
+/* Returns true when a waiting rfs_fs_setlk should give up (the request was interrupted). */
+typedef bool (*rfs_fs_cancelled_cb)(void *arg);
+
+/* F_SETLK / flock: set lk->type (F_UNLCK: unlock) on lk's range for owner; POSIX locks of
+ * the owner are replaced, split and merged as fcntl(2) says. A conflict with a live lock of
+ * another owner: -EAGAIN, or with wait, poll (10 ms, backing off to 200 ms) until it goes,
+ * returning -EINTR as soon as cancelled(arg) says so. -ENOLCK: this mount's lease is not
+ * confirmed now (the cluster does not answer), or the inode has too many locks. */
+int rfs_fs_setlk(struct rfs_fs *fs, uint64_t ino, uint64_t owner, enum rfs_lock_kind kind,
+                 const struct rfs_lock *lk, bool wait, rfs_fs_cancelled_cb cancelled, void *arg);
+
+/* Drop every lock of kind that owner holds on ino (close: POSIX locks at every flush, flock
+ * at the release of the file description). Costs nothing when this mount never locked ino
+ * for owner. A lock call of owner that starts meanwhile waits until the drop is done.
+ * only_idle: leave the locks if a lock call of owner is in flight (a release, which the
+ * kernel sends after the close returned, must not undo a lock taken since). Returns 0 or
+ * -errno. */
+int rfs_fs_unlock_owner(struct rfs_fs *fs, uint64_t ino, uint64_t owner, enum rfs_lock_kind kind,
+                        bool only_idle);
+
 /* blocks and bfree count FS_BLOCK_SIZE blocks, files and ffree inodes (fixed numbers until
  * space accounting, issue 7). */
 struct rfs_statfs {

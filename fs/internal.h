@@ -39,6 +39,9 @@ struct rfs_fs {
     } nocap[FS_NOCAP_SLOTS];
     _Atomic uint64_t xattr_changes;
     struct fs_orphans *orphans; /* open files and the collector of deleted ones (fs/orphan.c) */
+    /* File locks and the lease (fs/lock.c): set by rfs_fs_locks_start before any lock call,
+     * NULL until then. */
+    struct fs_locks *locks;
 };
 
 /* Call after sending a change of any inode, entry or block (whatever its outcome). */

@@ -54,6 +54,17 @@ size_t fs_key_block(char *out, uint64_t ino, uint64_t block)
     return (size_t)n + put_be64(out + n, block);
 }
 
+size_t fs_key_locks(char *out, uint64_t ino)
+{
+    size_t n = head(out, 'k', fs_placement(ino));
+    return n + put_be64(out + n, ino);
+}
+
+size_t fs_key_lease(char *out, uint64_t mount)
+{
+    return (size_t)snprintf(out, FS_KEY_MAX, "s{%016llx}", (unsigned long long)mount);
+}
+
 size_t fs_key_xattr_first(char *out, uint64_t ino)
 {
     size_t n = head(out, 'x', fs_placement(ino));

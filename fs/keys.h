@@ -8,6 +8,8 @@
  *   c{ino:stripe} block         file data, one fixed-size block per key
  *   x{pppp} ino name            an extended attribute
  *   o{pppp} ino                 an orphan: a file unlinked while it may be open
+ *   k{pppp} ino                 the inode's file locks (fs/lock_list.h)
+ *   s{mmmmmmmmmmmmmmmm}         a mount's lease (fs/lease.h; m: its id in hex)
  * pppp is a 16-bit placement number in lower-case hex. An inode number carries it:
  * ino = placement << 48 | id. A file takes its parent directory's placement (its inode and
  * its entry share a bucket); a directory gets its own, which spreads directories over
@@ -48,6 +50,8 @@ size_t fs_key_block(char *out, uint64_t ino, uint64_t block);
 size_t fs_key_xattr(char *out, uint64_t ino, const char *name, size_t nlen);
 size_t fs_key_xattr_first(char *out, uint64_t ino);
 size_t fs_key_xattr_end(char *out, uint64_t ino);
+size_t fs_key_locks(char *out, uint64_t ino);
+size_t fs_key_lease(char *out, uint64_t mount);
 
 /* An orphan record: a regular file whose last name went (fs/orphan.h); in the inode's
  * bucket. The first key of all orphans, and the first past them (a scan's bounds). */

@@ -238,8 +238,8 @@ static int scan_group(struct fs_orphans *o, uint64_t gid, uint64_t now)
         int rv = kv_client_scan_group(o->fs->kv, gid, lo, lolen, FS_KEY_ORPHANS_END,
                                       strlen(FS_KEY_ORPHANS_END), SCAN_BATCH, &res, errmsg);
         if (rv != 0) {
-            rfs_warnf("fs: looking for unlinked files in group %llu: %s",
-                      (unsigned long long)gid, errmsg);
+            rfs_warnf("fs: looking for unlinked files in group %llu: %s", (unsigned long long)gid,
+                      errmsg);
             return fs_errno(rv);
         }
         for (size_t i = 0; i < res.n; i++) {

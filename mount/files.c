@@ -38,6 +38,7 @@ void mount_ctx_close(struct mount_ctx *m)
             rfs_warnf("mount: %llx still open at the end of the session: flushed and closed",
                       (unsigned long long)o->ino);
             rfs_file_release(o->f);
+            rfs_free(o->lock_owners);
             rfs_free(o);
         }
         pthread_mutex_destroy(&m->files[i].mu);
@@ -114,7 +115,68 @@ void mount_file_release(struct mount_ctx *m, struct mount_open_file *o)
     }
     pthread_mutex_unlock(&b->mu);
     rfs_file_release(o->f);
+    rfs_free(o->lock_owners);
     rfs_free(o);
+}
+
+/* Under the bucket's mu. */
+static bool has_owner(const struct mount_open_file *o, uint64_t owner)
+{
+    for (unsigned i = 0; i < o->n_lock_owners; i++) {
+        if (o->lock_owners[i] == owner) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int mount_file_note_lock_owner(struct mount_ctx *m, struct mount_open_file *o, uint64_t owner)
+{
+    struct mount_file_bucket *b = bucket_of(m, o->ino);
+    int rv = 0;
+    pthread_mutex_lock(&b->mu);
+    if (!has_owner(o, owner)) {
+        if (o->n_lock_owners == o->cap_lock_owners) {
+            unsigned cap = o->cap_lock_owners ? 2 * o->cap_lock_owners : 4;
+            uint64_t *v = rfs_realloc(o->lock_owners, cap * sizeof *v);
+            if (v == NULL) {
+                rv = -ENOMEM;
+            } else {
+                o->lock_owners = v;
+                o->cap_lock_owners = cap;
+            }
+        }
+        if (rv == 0) {
+            o->lock_owners[o->n_lock_owners++] = owner;
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+    return rv;
+}
+
+int mount_file_solo_lock_owners(struct mount_ctx *m, struct mount_open_file *o, uint64_t **owners,
+                                unsigned *n)
+{
+    struct mount_file_bucket *b = bucket_of(m, o->ino);
+    int rv = 0;
+    *owners = NULL;
+    *n = 0;
+    pthread_mutex_lock(&b->mu);
+    if (o->n_lock_owners > 0) {
+        *owners = rfs_malloc(o->n_lock_owners * sizeof **owners);
+        rv = *owners == NULL ? -ENOMEM : 0;
+    }
+    for (unsigned i = 0; rv == 0 && i < o->n_lock_owners; i++) {
+        bool elsewhere = false;
+        for (const struct mount_open_file *p = b->head; p != NULL && !elsewhere; p = p->next) {
+            elsewhere = p != o && p->ino == o->ino && has_owner(p, o->lock_owners[i]);
+        }
+        if (!elsewhere) {
+            (*owners)[(*n)++] = o->lock_owners[i];
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+    return rv;
 }
 
 int mount_file_flush(struct mount_ctx *m, struct mount_open_file *o)

@@ -17,6 +17,10 @@ struct mount_open_file {
     struct mount_open_file *next, **pprev; /* in the bucket's list, under its mu */
     int err; /* under the bucket's mu: an error that made a flush run by some other call drop
               * this handle's bytes, for this handle's next flush or fsync to report */
+    /* Under the bucket's mu: the lock owners of the POSIX lock calls made through this
+     * handle (rfs_malloc'd), for its release (mount/locks.c). */
+    uint64_t *lock_owners;
+    unsigned n_lock_owners, cap_lock_owners;
 };
 
 /* A handle on ino (flags: open(2)'s), listed; NULL when out of memory. */
@@ -34,5 +38,13 @@ int mount_files_flush_inode(struct mount_ctx *m, uint64_t ino, bool *any);
 /* Flush every other handle on self's inode (a write through self comes after what they
  * hold). Returns as mount_files_flush_inode does. */
 int mount_files_flush_others(struct mount_ctx *m, const struct mount_open_file *self);
+
+/* Remember that owner made a POSIX lock call through o. Returns 0 or -ENOMEM. */
+int mount_file_note_lock_owner(struct mount_ctx *m, struct mount_open_file *o, uint64_t owner);
+/* The owners noted on o and on no other open handle of o's inode, into *owners
+ * (rfs_malloc'd, the caller frees it with rfs_free; NULL when none) and *n. Returns 0 or
+ * -ENOMEM. */
+int mount_file_solo_lock_owners(struct mount_ctx *m, struct mount_open_file *o, uint64_t **owners,
+                                unsigned *n);
 
 #endif

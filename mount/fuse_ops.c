@@ -29,6 +29,7 @@
 #include "dirlist.h"
 #include "files.h"
 #include "fuse_ops.h"
+#include "locks.h"
 
 #if FUSE_ROOT_ID != FS_ROOT_INO
 #error "FUSE inode numbers are the filesystem's own: the roots must agree"
@@ -175,6 +176,14 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     /* open(O_TRUNC) truncates in op_open, which saves a setattr round trip. */
     if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) {
         conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+    }
+    /* File locks are the cluster's (mount/locks.c), so they hold across mounts: the kernel
+     * sends fcntl and flock locks here instead of keeping them itself. */
+    if (conn->capable & FUSE_CAP_POSIX_LOCKS) {
+        conn->want |= FUSE_CAP_POSIX_LOCKS;
+    }
+    if (conn->capable & FUSE_CAP_FLOCK_LOCKS) {
+        conn->want |= FUSE_CAP_FLOCK_LOCKS;
     }
     rfs_infof("mount: session started (kernel protocol %u.%u)", conn->proto_major,
               conn->proto_minor);
@@ -576,16 +585,18 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     fuse_reply_write(req, size);
 }
 
-/* Every close(2) of a descriptor: its error is close's. */
+/* Every close(2) of a descriptor: its error is close's. Closing any descriptor of a file
+ * also drops the POSIX locks the closing process holds on it. */
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    (void)ino;
-    fuse_reply_err(req, -mount_file_flush(ctx_of(req), file_of(fi)));
+    int rv = mount_file_flush(ctx_of(req), file_of(fi));
+    int lrv = mount_locks_flush(ctx_of(req), ino, fi);
+    fuse_reply_err(req, -(rv != 0 ? rv : lrv));
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    (void)ino;
+    mount_locks_release(ctx_of(req), ino, fi); /* the file description's flock, if any */
     mount_file_release(ctx_of(req), file_of(fi));
     fuse_reply_err(req, 0);
 }
@@ -879,6 +890,9 @@ const struct fuse_lowlevel_ops mount_ops = {
     .flush = op_flush,
     .release = op_release,
     .fsync = op_fsync,
+    .getlk = mount_op_getlk,
+    .setlk = mount_op_setlk,
+    .flock = mount_op_flock,
     .opendir = op_opendir,
     .readdir = op_readdir,
     .readdirplus = op_readdirplus,

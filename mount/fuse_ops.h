@@ -31,6 +31,8 @@ struct mount_ctx {
     struct rfs_fs *fs;    /* borrowed: the caller closes it after mount_ctx_close */
     double cache_timeout; /* seconds the kernel may keep names and attributes */
     struct mount_file_bucket files[MOUNT_FILE_BUCKETS];
+    /* The session, set once before it runs: blocking lock waits stop when it exits. */
+    struct fuse_session *se;
 };
 
 void mount_ctx_init(struct mount_ctx *m, struct rfs_fs *fs, double cache_timeout);

@@ -28,6 +28,7 @@ struct mount_opts {
     char *meta;
     double cache_timeout;
     unsigned timeout_ms;
+    unsigned lease_ms;
     char *log_level;
     unsigned orphan_grace_ms;
 };
@@ -44,6 +45,7 @@ static const struct fuse_opt mount_opt_spec[] = {
     MOUNT_OPT("--meta %s", meta),
     MOUNT_OPT("--cache-timeout %lf", cache_timeout),
     MOUNT_OPT("--timeout %u", timeout_ms),
+    MOUNT_OPT("--lease-ms %u", lease_ms),
     MOUNT_OPT("--log-level %s", log_level),
     MOUNT_OPT("--orphan-grace-ms %u", orphan_grace_ms),
     FUSE_OPT_END,
@@ -54,8 +56,8 @@ static const struct fuse_opt mount_opt_spec[] = {
  * free()). Returns the new argc, or -1 when out of memory. */
 static int split_eq_forms(int argc, char **argv, char ***out, char ***owned, int *n_owned)
 {
-    static const char *const names[] = {"--meta", "--cache-timeout", "--timeout", "--log-level",
-                                        "--orphan-grace-ms"};
+    static const char *const names[] = {"--meta",     "--cache-timeout", "--timeout",
+                                        "--lease-ms", "--log-level",     "--orphan-grace-ms"};
     char **av = calloc((size_t)(2 * argc + 1), sizeof *av);
     char **own = calloc((size_t)(2 * argc + 1), sizeof *own);
     int n = 0, no = 0;
@@ -96,10 +98,10 @@ static int split_eq_forms(int argc, char **argv, char ***out, char ***owned, int
 
 /* What a --config file may set (docs/config.md): the raftfs flags, plus FUSE's -o and -f. */
 static const struct rfs_config_key mount_config_keys[] = {
-    {"meta", RFS_CONFIG_STRING, NULL},    {"cache-timeout", RFS_CONFIG_NUMBER, NULL},
-    {"timeout", RFS_CONFIG_UINT, NULL},   {"log-level", RFS_CONFIG_STRING, NULL},
-    {"options", RFS_CONFIG_STRING, "-o"}, {"foreground", RFS_CONFIG_BOOL, "-f"},
-    {"orphan-grace-ms", RFS_CONFIG_UINT, NULL},
+    {"meta", RFS_CONFIG_STRING, NULL},      {"cache-timeout", RFS_CONFIG_NUMBER, NULL},
+    {"timeout", RFS_CONFIG_UINT, NULL},     {"lease-ms", RFS_CONFIG_UINT, NULL},
+    {"log-level", RFS_CONFIG_STRING, NULL}, {"options", RFS_CONFIG_STRING, "-o"},
+    {"foreground", RFS_CONFIG_BOOL, "-f"},  {"orphan-grace-ms", RFS_CONFIG_UINT, NULL},
 };
 
 static void usage(const char *prog)
@@ -116,14 +118,17 @@ static void usage(const char *prog)
            "                           (default %.1f)\n"
            "    --timeout MS           one cluster operation; past it the call fails with EIO\n"
            "                           (default 10000)\n"
+           "    --lease-ms MS          this mount's lease in the cluster: its file locks go\n"
+           "                           this long after it stops renewing (killed, cut off);\n"
+           "                           renewed every MS/4 (default 6000; docs/locks.md)\n"
            "    --log-level LEVEL      error|warn|info|debug|trace (default warn; -d: debug)\n"
            "    --orphan-grace-ms MS   a file unlinked while open elsewhere: how long after\n"
            "                           the unlink its data may go if no mount holds it open\n"
            "                           (default 10000; docs/fs.md, Deleted files)\n"
            "    --config FILE          read settings from FILE: lines 'key = value' (meta,\n"
-           "                           cache-timeout, timeout, log-level, options for -o,\n"
-           "                           foreground = true for -f); flags given here override\n"
-           "                           it (docs/config.md)\n"
+           "                           cache-timeout, timeout, lease-ms, log-level, options\n"
+           "                           for -o, foreground = true for -f); flags given here\n"
+           "                           override it (docs/config.md)\n"
            "    (--metrics is a flag of the servers, raftfs-shard and raftfs-meta; the mount\n"
            "    daemon serves no metrics yet: docs/observability.md)\n"
            "\n",
@@ -274,6 +279,11 @@ int main(int argc, char **argv)
         status = 2;
         goto out;
     }
+    if (mo.lease_ms != 0 && mo.lease_ms < 200) {
+        fprintf(stderr, "raftfs-mount: --lease-ms must be at least 200\n");
+        status = 2;
+        goto out;
+    }
     if (!(mo.cache_timeout >= 0.0)) {
         fprintf(stderr, "raftfs-mount: --cache-timeout must be 0 or more seconds\n");
         status = 2;
@@ -310,11 +320,18 @@ int main(int argc, char **argv)
         goto out;
     }
     mount_ctx_init(&ctx, fs, mo.cache_timeout);
+    rv = rfs_fs_locks_start(fs, mo.lease_ms, errmsg);
+    if (rv != 0) {
+        fprintf(stderr, "raftfs-mount: %s (%s); not mounting %s\n", errmsg, strerror(-rv),
+                co.mountpoint);
+        goto out_close;
+    }
     se = fuse_session_new(&args, &mount_ops, sizeof mount_ops, &ctx);
     if (se == NULL) {
         fprintf(stderr, "raftfs-mount: cannot start a FUSE session (bad -o option?)\n");
         goto out_close;
     }
+    ctx.se = se;
     if (fuse_set_signal_handlers(se) != 0) {
         fprintf(stderr, "raftfs-mount: cannot set signal handlers\n");
         goto out_destroy;

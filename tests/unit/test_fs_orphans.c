@@ -56,8 +56,8 @@ static int setup(void **state)
     }
     snprintf(f->mnt2, sizeof f->mnt2, "%s/m2", f->m.dir);
     snprintf(f->log2, sizeof f->log2, "%s/mount2.log", f->m.dir);
-    if (mount_helper_start_args(f->m.bin, f->m.s.meta.group, f->mnt2, mount_args, f->log2,
-                                &f->pid2, errmsg) != 0 ||
+    if (mount_helper_start_args(f->m.bin, f->m.s.meta.group, f->mnt2, mount_args, f->log2, &f->pid2,
+                                errmsg) != 0 ||
         sharded_client(&f->kc, f->m.s.meta.group, 0, true, 10000, errmsg) != 0) {
         fprintf(stderr, "setup: %s\n", errmsg);
         return -1;
