@@ -44,6 +44,10 @@ struct rfs_fs {
     struct fs_locks *locks;
 };
 
+struct fs_lease;
+/* This mount's lease (fs/lease.h), or NULL before rfs_fs_locks_start (fs/lock.c). */
+struct fs_lease *fs_locks_lease(struct rfs_fs *fs);
+
 /* Call after sending a change of any inode, entry or block (whatever its outcome). */
 static inline void fs_changed(struct rfs_fs *fs)
 {

@@ -128,3 +128,36 @@ int fs_key_orphan_ino(const void *key, size_t klen, uint64_t *ino)
 {
     return key_ino(key, klen, 'o', ino);
 }
+
+size_t fs_key_holds_first(char *out, uint64_t ino)
+{
+    size_t n = head(out, 'h', fs_placement(ino));
+    return n + put_be64(out + n, ino);
+}
+
+size_t fs_key_holds_end(char *out, uint64_t ino)
+{
+    return fs_key_holds_first(out, ino + 1);
+}
+
+size_t fs_key_hold(char *out, uint64_t ino, uint64_t mount)
+{
+    size_t n = fs_key_holds_first(out, ino);
+    return n + put_be64(out + n, mount);
+}
+
+int fs_key_hold_mount(const void *key, size_t klen, uint64_t ino, uint64_t *mount)
+{
+    char first[FS_KEY_MAX];
+    size_t n = fs_key_holds_first(first, ino);
+    const unsigned char *k = key;
+    uint64_t v = 0;
+    if (klen != n + 8 || memcmp(key, first, n) != 0) {
+        return -1;
+    }
+    for (int i = 0; i < 8; i++) {
+        v = v << 8 | k[n + i];
+    }
+    *mount = v;
+    return 0;
+}

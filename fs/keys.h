@@ -8,6 +8,7 @@
  *   c{ino:stripe} block         file data, one fixed-size block per key
  *   x{pppp} ino name            an extended attribute
  *   o{pppp} ino                 an orphan: a file unlinked while it may be open
+ *   h{pppp} ino mount           a mount's hold on an orphan it has open
  *   k{pppp} ino                 the inode's file locks (fs/lock_list.h)
  *   s{mmmmmmmmmmmmmmmm}         a mount's lease (fs/lease.h; m: its id in hex)
  * pppp is a 16-bit placement number in lower-case hex. An inode number carries it:
@@ -60,6 +61,12 @@ size_t fs_key_orphan(char *out, uint64_t ino);
 #define FS_KEY_ORPHANS_END   "o|" /* '|' follows '{' */
 /* The inode number of an orphan key: 0, or -1 if key is not one. */
 int fs_key_orphan_ino(const void *key, size_t klen, uint64_t *ino);
+/* A mount's hold on an orphan it has open: h{pppp} ino mount (the inode's bucket); the
+ * bounds of ino's holds; the mount of a hold key (0, or -1 if key is not one of ino's). */
+size_t fs_key_hold(char *out, uint64_t ino, uint64_t mount);
+size_t fs_key_holds_first(char *out, uint64_t ino);
+size_t fs_key_holds_end(char *out, uint64_t ino);
+int fs_key_hold_mount(const void *key, size_t klen, uint64_t ino, uint64_t *mount);
 
 /* The inode number of an inode key: 0, or -1 if key is not an inode key. */
 int fs_key_inode_ino(const void *key, size_t klen, uint64_t *ino);

@@ -493,3 +493,8 @@ int rfs_fs_unlock_owner(struct rfs_fs *fs, uint64_t ino, uint64_t owner, enum rf
     held_drop_end(k, ino, owner, req.kind, req.mount, rv == 0);
     return rv;
 }
+
+struct fs_lease *fs_locks_lease(struct rfs_fs *fs)
+{
+    return fs->locks != NULL ? fs->locks->lease : NULL;
+}

@@ -18,6 +18,7 @@
 #include "data.h"
 #include "internal.h"
 #include "keys.h"
+#include "lease.h"
 #include "txnb.h"
 
 #define OPEN_SLOTS   256
@@ -30,6 +31,7 @@ struct open_ino {
     uint64_t ino;
     unsigned n;  /* open handles here */
     bool orphan; /* delete at the last close */
+    bool held;   /* this mount's hold on the orphan is written */
 };
 
 struct fs_orphans {
@@ -116,8 +118,9 @@ void fs_orphans_closed(struct fs_orphans *o, uint64_t ino)
     pthread_mutex_unlock(&o->mu);
 }
 
-/* Whether ino is open here; if so and orphan, mark it for deletion at its last close. */
-static bool open_here(struct fs_orphans *o, uint64_t ino, bool orphan)
+/* Whether ino is open here; if so and orphan, mark it for deletion at its last close.
+ * *held (may be NULL): whether this mount's hold on it is written (then set, if set_held). */
+static bool open_here_ex(struct fs_orphans *o, uint64_t ino, bool orphan, bool *held, bool set_held)
 {
     struct open_ino *e;
     pthread_mutex_lock(&o->mu);
@@ -125,8 +128,17 @@ static bool open_here(struct fs_orphans *o, uint64_t ino, bool orphan)
     if (e != NULL && orphan) {
         e->orphan = true;
     }
+    if (e != NULL && held != NULL) {
+        *held = e->held;
+        e->held |= set_held;
+    }
     pthread_mutex_unlock(&o->mu);
     return e != NULL;
+}
+
+static bool open_here(struct fs_orphans *o, uint64_t ino, bool orphan)
+{
+    return open_here_ex(o, ino, orphan, NULL, false);
 }
 
 bool fs_orphans_is_open(struct fs_orphans *o, uint64_t ino)
@@ -142,13 +154,76 @@ void fs_orphan_make(struct rfs_fs *fs, struct txnb *t, struct fs_inode *in, int6
     for (int i = 0; i < 8; i++) {
         when[i] = (unsigned char)(ms >> (56 - 8 * i));
     }
+    struct fs_lease *lease = fs_locks_lease(fs);
+    bool held;
     in->a.nlink = 0;
     in->a.ctime_ns = now_ns;
     txnb_put_inode(t, in);
     txnb_put(t, key, fs_key_orphan(key, in->a.ino), when, sizeof when);
-    if (fs->orphans != NULL) {
-        /* If the transaction fails, the mark only costs a look at the inode at the close. */
-        (void)open_here(fs->orphans, in->a.ino, true);
+    /* Open here: the last close here deletes it, and the hold (in the same transaction) tells
+     * the other mounts' collectors to leave it. If the transaction fails, the marks only cost
+     * a look at the inode at the close. */
+    if (fs->orphans != NULL && lease != NULL &&
+        open_here_ex(fs->orphans, in->a.ino, true, &held, true)) {
+        txnb_put(t, key, fs_key_hold(key, in->a.ino, fs_lease_id(lease)), "", 0);
+    }
+}
+
+/* Add to t the deletion of ino's holds that are this mount's or dead; *live: whether another
+ * live mount holds it (then the orphan stays). Without a lease, every other hold counts as
+ * live. Returns 0 or -errno. */
+static int holds_check(struct rfs_fs *fs, struct txnb *t, uint64_t ino, bool *live)
+{
+    char lo[FS_KEY_MAX], hi[FS_KEY_MAX], errmsg[RFS_ERRMSG_SIZE];
+    struct fs_lease *lease = fs_locks_lease(fs);
+    struct kv_scan_result res;
+    int rv = kv_client_scan(fs->kv, lo, fs_key_holds_first(lo, ino), hi, fs_key_holds_end(hi, ino),
+                            64, &res, errmsg);
+    *live = false;
+    if (rv != 0) {
+        rfs_warnf("fs: holds on unlinked file %llx: %s", (unsigned long long)ino, errmsg);
+        return fs_errno(rv);
+    }
+    for (size_t i = 0; i < res.n && rv == 0; i++) {
+        uint64_t mount;
+        bool alive = true, local;
+        if (fs_key_hold_mount(res.pairs[i].key.base, res.pairs[i].key.len, ino, &mount) != 0) {
+            continue;
+        }
+        if (lease != NULL && mount == fs_lease_id(lease)) {
+            alive = false; /* ours, and it is not open here any more */
+        } else if (lease != NULL) {
+            rv = fs_lease_check(lease, mount, &alive, &local);
+        }
+        if (alive) {
+            *live = true;
+        } else {
+            txnb_del(t, res.pairs[i].key.base, res.pairs[i].key.len);
+        }
+    }
+    *live |= res.more; /* more holds than one look: keep it, and look again later */
+    kv_scan_result_clear(&res);
+    return rv;
+}
+
+/* Write this mount's hold on orphan ino, which is open here (once per open period). */
+static void hold(struct fs_orphans *o, uint64_t ino)
+{
+    char key[FS_KEY_MAX], errmsg[RFS_ERRMSG_SIZE];
+    struct fs_lease *lease = fs_locks_lease(o->fs);
+    bool held = true;
+    if (lease == NULL || !open_here_ex(o, ino, true, &held, true) || held) {
+        return;
+    }
+    if (kv_client_put(o->fs->kv, key, fs_key_hold(key, ino, fs_lease_id(lease)), "", 0, NULL,
+                      errmsg) != 0) {
+        rfs_warnf("fs: holding unlinked file %llx open: %s", (unsigned long long)ino, errmsg);
+        pthread_mutex_lock(&o->mu);
+        struct open_ino *e = *open_slot(o, ino);
+        if (e != NULL) {
+            e->held = false; /* the next pass tries again */
+        }
+        pthread_mutex_unlock(&o->mu);
     }
 }
 
@@ -178,10 +253,23 @@ static int purge(struct rfs_fs *fs, uint64_t ino)
         fs_inode_clear(&in);
         return rv != 0 ? rv : gone;
     }
-    rv = fs_data_drop(fs, ino, 0, in.a.size / FS_BLOCK_SIZE + 1, errmsg);
-    if (rv != 0) {
-        rfs_warnf("fs: deleting the data of unlinked file %llx: %s", (unsigned long long)ino,
-                  errmsg);
+    {
+        bool live;
+        rv = holds_check(fs, &t, ino, &live);
+        if (rv == 0 && live) {
+            /* Another mount has it open: only the dead holds go. */
+            rv = t.nw > 0 ? txnb_commit(fs, &t) : 0;
+            txnb_free(&t);
+            fs_inode_clear(&in);
+            return rv;
+        }
+    }
+    if (rv == 0) {
+        rv = fs_data_drop(fs, ino, 0, in.a.size / FS_BLOCK_SIZE + 1, errmsg);
+        if (rv != 0) {
+            rfs_warnf("fs: deleting the data of unlinked file %llx: %s", (unsigned long long)ino,
+                      errmsg);
+        }
     }
     if (rv == 0) {
         txnb_read(&t, key, klen, in.version); /* written meanwhile: go round again */
@@ -252,7 +340,11 @@ static int scan_group(struct fs_orphans *o, uint64_t gid, uint64_t now)
             for (int b = 0; b < 8; b++) {
                 when = when << 8 | v[b];
             }
-            if (open_here(o, ino, true) || (now > when && now - when < o->grace_ms) ||
+            if (open_here(o, ino, true)) {
+                hold(o, ino);
+                continue;
+            }
+            if ((now > when && now - when < o->grace_ms) ||
                 (now <= when && when - now < o->grace_ms)) {
                 continue;
             }

@@ -4,7 +4,8 @@
  * no mount holds open, after the grace period; a mount daemon killed while holding an unlinked
  * file open leaves it to another mount's collector.
  *
- * Both mounts run with --orphan-grace-ms 1500. Every wait is bounded. */
+ * Both mounts run with --orphan-grace-ms 4000 (past two collector scans) and --lease-ms 1000.
+ * Every wait is bounded. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,7 +30,7 @@
 #include "tests/unit/mount_fixture.h"
 #include "tests/unit/mount_helper.h"
 
-#define GRACE_MS "1500"
+#define GRACE_MS "4000"
 #define DATA_LEN (3u << 20) /* three stripes */
 #define WAIT_MS  20000
 
@@ -40,7 +41,7 @@ struct fixture {
     struct kv_client *kc; /* routed: to look at the keys */
 };
 
-static const char *const mount_args[] = {"--orphan-grace-ms", GRACE_MS, NULL};
+static const char *const mount_args[] = {"--orphan-grace-ms", GRACE_MS, "--lease-ms", "1000", NULL};
 
 static int setup(void **state)
 {
@@ -195,8 +196,9 @@ static void test_unlinked_while_open_stays_usable_until_the_last_close(void **st
     assert_int_equal(st.st_size, DATA_LEN);
     assert_int_equal(pread(fd2, back, sizeof back, 0), (ssize_t)sizeof back);
     assert_memory_equal(back, data, sizeof data);
-    /* Past the grace period: the collectors leave it alone while it is open. */
-    usleep(4 * 1000 * 1000);
+    /* Past the grace period: the other mount's collector leaves it alone (this mount's hold,
+     * written with the unlink). */
+    usleep(6 * 1000 * 1000);
     fill(data, 4096, 2);
     assert_int_equal(pwrite(fd, data, 4096, 1000), 4096);
     assert_int_equal(ftruncate(fd, 2u << 20), 0);
@@ -236,6 +238,39 @@ static void test_unlinked_file_not_open_goes_after_the_grace_period(void **state
     assert_true(blocks_of(f, ino) >= 48);
     path_of(f->mnt2, "plain", path, sizeof path);
     assert_int_equal(unlink(path), 0);
+    assert_true(wait_gone(f, ino));
+}
+
+static void test_open_on_one_mount_unlinked_on_the_other(void **state)
+{
+    struct fixture *f = *state;
+    static char data[DATA_LEN], back[DATA_LEN];
+    char path[400], path2[400];
+    struct stat st;
+    uint64_t ino;
+    int fd;
+    SKIP_IF_NEEDED(f);
+
+    path_of(f->m.mnt, "shared", path, sizeof path);
+    path_of(f->mnt2, "shared", path2, sizeof path2);
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    fill(data, sizeof data, 5);
+    assert_int_equal(write(fd, data, sizeof data), (ssize_t)sizeof data);
+    assert_int_equal(fsync(fd), 0);
+    assert_int_equal(fstat(fd, &st), 0);
+    ino = st.st_ino;
+    for (unsigned i = 0; i < 50 && stat(path2, &st) != 0; i++) {
+        usleep(100 * 1000);
+    }
+    assert_int_equal(unlink(path2), 0);
+    /* Mount 1's collector finds the orphan open here and holds it: past the grace period
+     * (and past mount 2's look at it) it still reads whole. */
+    usleep(7 * 1000 * 1000);
+    assert_int_equal(pread(fd, back, sizeof back, 0), (ssize_t)sizeof back);
+    assert_memory_equal(back, data, sizeof data);
+    assert_true(inode_exists(f, ino));
+    assert_int_equal(close(fd), 0);
     assert_true(wait_gone(f, ino));
 }
 
@@ -279,6 +314,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_unlinked_file_not_open_goes_after_the_grace_period,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_on_one_mount_unlinked_on_the_other, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_killed_holder_leaves_it_to_another_collector, setup,
                                         teardown),
     };
