@@ -314,7 +314,7 @@ static int purge_queued(struct fs_orphans *o)
 
 /* One group's orphan records, SCAN_BATCH at a time: delete those old enough and not open
  * here. Returns how many went, or -errno. */
-static int scan_group(struct fs_orphans *o, uint64_t gid, uint64_t now)
+static int scan_group(struct fs_orphans *o, uint64_t gid, uint64_t now, unsigned grace_ms)
 {
     char lo[FS_KEY_MAX + 1], errmsg[RFS_ERRMSG_SIZE];
     size_t lolen = strlen(FS_KEY_ORPHANS_FIRST);
@@ -344,8 +344,7 @@ static int scan_group(struct fs_orphans *o, uint64_t gid, uint64_t now)
                 hold(o, ino);
                 continue;
             }
-            if ((now > when && now - when < o->grace_ms) ||
-                (now <= when && when - now < o->grace_ms)) {
+            if ((now > when && now - when < grace_ms) || (now <= when && when - now < grace_ms)) {
                 continue;
             }
             rv = purge(o->fs, ino);
@@ -364,7 +363,7 @@ static int scan_group(struct fs_orphans *o, uint64_t gid, uint64_t now)
     }
 }
 
-static int pass(struct fs_orphans *o, bool scan)
+static int pass(struct fs_orphans *o, bool scan, unsigned grace_ms)
 {
     uint64_t gids[MAX_GROUPS];
     char errmsg[RFS_ERRMSG_SIZE];
@@ -375,7 +374,7 @@ static int pass(struct fs_orphans *o, bool scan)
     if (scan && kv_client_group_ids(o->fs->kv, gids, MAX_GROUPS, &n, errmsg) == 0) {
         uint64_t now = wall_ms();
         for (size_t i = 0; i < n; i++) {
-            int rv = scan_group(o, gids[i], now);
+            int rv = scan_group(o, gids[i], now, grace_ms);
             done += rv > 0 ? rv : 0;
         }
     }
@@ -385,7 +384,7 @@ static int pass(struct fs_orphans *o, bool scan)
 
 int fs_orphans_collect_now(struct fs_orphans *o)
 {
-    return pass(o, true);
+    return pass(o, true, 0);
 }
 
 static void *collector_main(void *arg)
@@ -416,7 +415,7 @@ static void *collector_main(void *arg)
                 next.tv_nsec -= 1000000000;
             }
         }
-        (void)pass(o, scan);
+        (void)pass(o, scan, o->grace_ms);
     }
 }
 
@@ -466,7 +465,7 @@ void fs_orphans_stop(struct fs_orphans *o)
         if (left == 0 || time(NULL) >= until) {
             break;
         }
-        (void)pass(o, false);
+        (void)pass(o, false, o->grace_ms);
     }
     pthread_mutex_lock(&o->mu);
     o->stop = true;

@@ -43,8 +43,8 @@ void fs_orphans_closed(struct fs_orphans *o, uint64_t ino);
 /* Whether ino has an open handle here. */
 bool fs_orphans_is_open(struct fs_orphans *o, uint64_t ino);
 
-/* Run one collector pass now (tests): the queued deletions, then a scan of every group.
- * Returns how many orphans were deleted, or a negative errno. */
+/* Run one collector pass now (tests): the queued deletions, then a scan of every group that
+ * deletes every orphan not held open, however recent. Returns how many were deleted. */
 int fs_orphans_collect_now(struct fs_orphans *o);
 
 #endif

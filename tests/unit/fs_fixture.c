@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fs/internal.h"
+#include "fs/orphan.h"
 #include "tests/lib/cluster.h"
 
 int fs_fixture_setup(void **state)
@@ -25,6 +27,8 @@ int fs_fixture_setup(void **state)
         return -1;
     }
     o.meta = f->s.meta.group;
+    /* Unlinked files: deleted by fs_fixture_collect, not by the background scan. */
+    o.orphan_scan_ms = 3600 * 1000;
     if (rfs_fs_open(&f->fs, &o, errmsg) != 0) {
         fprintf(stderr, "fs open: %s\n", errmsg);
         return -1;
@@ -40,4 +44,9 @@ int fs_fixture_teardown(void **state)
     bad = sharded_destroy(&f->s);
     free(f);
     return bad == 0 ? 0 : -1;
+}
+
+int fs_fixture_collect(struct fs_fixture *f)
+{
+    return fs_orphans_collect_now(f->fs->orphans);
 }

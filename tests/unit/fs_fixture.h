@@ -18,6 +18,9 @@ struct fs_fixture {
 /* cmocka group setup and teardown; teardown fails on sanitizer reports in server logs. */
 int fs_fixture_setup(void **state);
 int fs_fixture_teardown(void **state);
+/* Delete the files unlinked so far that nothing holds open: a collector pass that does not
+ * wait out the grace period (fs/orphan.h). Returns how many went. */
+int fs_fixture_collect(struct fs_fixture *f);
 
 #define FS_SKIP_IF_NEEDED(f)                                                                       \
     do {                                                                                           \
