@@ -30,6 +30,7 @@
 #include "files.h"
 #include "fuse_ops.h"
 #include "locks.h"
+#include "readahead_kb.h"
 
 #if FUSE_ROOT_ID != FS_ROOT_INO
 #error "FUSE inode numbers are the filesystem's own: the roots must agree"
@@ -167,7 +168,7 @@ static void reply_attr(fuse_req_t req, const struct rfs_attr *a)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-    (void)userdata;
+    struct mount_ctx *m = userdata;
     /* Writes reach the filesystem as they are made (see the top of this file). */
     conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
     /* The kernel clears setuid/setgid on write, truncate and chown (with a setattr); the
@@ -187,6 +188,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     }
     rfs_infof("mount: session started (kernel protocol %u.%u)", conn->proto_major,
               conn->proto_minor);
+    if (m->readahead_kb != 0 && m->mountpoint != NULL) {
+        mount_set_readahead_kb_soon(m->mountpoint, m->readahead_kb);
+    }
 }
 
 static void op_destroy(void *userdata)

@@ -33,6 +33,8 @@ struct mount_ctx {
     struct mount_file_bucket files[MOUNT_FILE_BUCKETS];
     /* The session, set once before it runs: blocking lock waits stop when it exits. */
     struct fuse_session *se;
+    const char *mountpoint; /* borrowed; set before the session runs */
+    unsigned readahead_kb;  /* the kernel's read-ahead window to ask for (0: leave it) */
 };
 
 void mount_ctx_init(struct mount_ctx *m, struct rfs_fs *fs, double cache_timeout);

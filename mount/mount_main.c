@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "fs/fs.h"
 #include "fuse_ops.h"
+#include "readahead_kb.h"
 
 /* Filled in by fuse_opt_parse, which allocates the strings with strdup (freed with free). */
 struct mount_opts {
@@ -31,6 +32,7 @@ struct mount_opts {
     unsigned lease_ms;
     char *log_level;
     unsigned orphan_grace_ms;
+    unsigned readahead_kb;
 };
 
 #define MOUNT_OPT(t, p)                                                                            \
@@ -48,6 +50,7 @@ static const struct fuse_opt mount_opt_spec[] = {
     MOUNT_OPT("--lease-ms %u", lease_ms),
     MOUNT_OPT("--log-level %s", log_level),
     MOUNT_OPT("--orphan-grace-ms %u", orphan_grace_ms),
+    MOUNT_OPT("--readahead-kb %u", readahead_kb),
     FUSE_OPT_END,
 };
 
@@ -98,10 +101,11 @@ static int split_eq_forms(int argc, char **argv, char ***out, char ***owned, int
 
 /* What a --config file may set (docs/config.md): the raftfs flags, plus FUSE's -o and -f. */
 static const struct rfs_config_key mount_config_keys[] = {
-    {"meta", RFS_CONFIG_STRING, NULL},      {"cache-timeout", RFS_CONFIG_NUMBER, NULL},
-    {"timeout", RFS_CONFIG_UINT, NULL},     {"lease-ms", RFS_CONFIG_UINT, NULL},
-    {"log-level", RFS_CONFIG_STRING, NULL}, {"options", RFS_CONFIG_STRING, "-o"},
-    {"foreground", RFS_CONFIG_BOOL, "-f"},  {"orphan-grace-ms", RFS_CONFIG_UINT, NULL},
+    {"meta", RFS_CONFIG_STRING, NULL},       {"cache-timeout", RFS_CONFIG_NUMBER, NULL},
+    {"timeout", RFS_CONFIG_UINT, NULL},      {"lease-ms", RFS_CONFIG_UINT, NULL},
+    {"log-level", RFS_CONFIG_STRING, NULL},  {"options", RFS_CONFIG_STRING, "-o"},
+    {"foreground", RFS_CONFIG_BOOL, "-f"},   {"orphan-grace-ms", RFS_CONFIG_UINT, NULL},
+    {"readahead-kb", RFS_CONFIG_UINT, NULL},
 };
 
 static void usage(const char *prog)
@@ -122,6 +126,8 @@ static void usage(const char *prog)
            "                           this long after it stops renewing (killed, cut off);\n"
            "                           renewed every MS/4 (default 6000; docs/locks.md)\n"
            "    --log-level LEVEL      error|warn|info|debug|trace (default warn; -d: debug)\n"
+           "    --readahead-kb KB      the kernel's read-ahead window for this mount (default\n"
+           "                           %u; 0: leave the kernel's 128); needs root\n"
            "    --orphan-grace-ms MS   a file unlinked while open elsewhere: how long after\n"
            "                           the unlink its data may go if no mount holds it open\n"
            "                           (default 10000; docs/fs.md, Deleted files)\n"
@@ -132,7 +138,7 @@ static void usage(const char *prog)
            "    (--metrics is a flag of the servers, raftfs-shard and raftfs-meta; the mount\n"
            "    daemon serves no metrics yet: docs/observability.md)\n"
            "\n",
-           prog, MOUNT_CACHE_TIMEOUT);
+           prog, MOUNT_CACHE_TIMEOUT, MOUNT_READAHEAD_KB);
     fuse_cmdline_help();
     fuse_lowlevel_help();
 }
@@ -226,7 +232,8 @@ int main(int argc, char **argv)
     struct fuse_args args;
     char **av = NULL, **owned = NULL;
     int ac, n_owned = 0;
-    struct mount_opts mo = {.cache_timeout = MOUNT_CACHE_TIMEOUT};
+    struct mount_opts mo = {.cache_timeout = MOUNT_CACHE_TIMEOUT,
+                            .readahead_kb = MOUNT_READAHEAD_KB};
     struct fuse_cmdline_opts co;
     struct rfs_fs_options fo = {0};
     struct rfs_fs *fs = NULL;
@@ -320,6 +327,8 @@ int main(int argc, char **argv)
         goto out;
     }
     mount_ctx_init(&ctx, fs, mo.cache_timeout);
+    ctx.mountpoint = co.mountpoint;
+    ctx.readahead_kb = mo.readahead_kb;
     rv = rfs_fs_locks_start(fs, mo.lease_ms, errmsg);
     if (rv != 0) {
         fprintf(stderr, "raftfs-mount: %s (%s); not mounting %s\n", errmsg, strerror(-rv),
