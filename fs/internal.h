@@ -83,6 +83,10 @@ int64_t fs_now_ns(void);
 /* An RFS_E* code as a negative errno (RFS_ECONFLICT: -EAGAIN, the caller retries). */
 int fs_errno(int rv);
 
+/* After a page of a scan: whether to go on (the scan stopped at its limit), and then the
+ * key to start the next page at (just past the last key) in lo (FS_KEY_MAX + 1 bytes). */
+bool fs_scan_next(const struct kv_scan_result *res, char *lo, size_t *lolen);
+
 struct txnb;
 /* Delete every extended attribute of ino in t (fs/xattr.c). The caller has ino's inode in
  * t's read set: every change of an attribute rewrites the inode, so its version guards the

@@ -350,12 +350,7 @@ static int scan_group(struct fs_orphans *o, uint64_t gid, uint64_t now, unsigned
             rv = purge(o->fs, ino);
             done += rv > 0;
         }
-        more = res.more && res.n > 0 && res.pairs[res.n - 1].key.len <= FS_KEY_MAX;
-        if (more) {
-            lolen = res.pairs[res.n - 1].key.len;
-            memcpy(lo, res.pairs[res.n - 1].key.base, lolen);
-            lo[lolen++] = '\0';
-        }
+        more = fs_scan_next(&res, lo, &lolen);
         kv_scan_result_clear(&res);
         if (!more) {
             return done;

@@ -335,15 +335,22 @@ int fs_xattr_drop_all(struct rfs_fs *fs, struct txnb *t, uint64_t ino)
         for (size_t i = 0; i < res.n; i++) {
             txnb_del(t, res.pairs[i].key.base, res.pairs[i].key.len);
         }
-        more = res.more && res.n > 0 && res.pairs[res.n - 1].key.len <= FS_KEY_MAX;
-        if (more) {
-            lolen = res.pairs[res.n - 1].key.len;
-            memcpy(lo, res.pairs[res.n - 1].key.base, lolen);
-            lo[lolen++] = '\0';
-        }
+        more = fs_scan_next(&res, lo, &lolen);
         kv_scan_result_clear(&res);
         if (!more) {
             return 0;
         }
     }
+}
+
+bool fs_scan_next(const struct kv_scan_result *res, char *lo, size_t *lolen)
+{
+    const struct kv_pair *last = res->n > 0 ? &res->pairs[res->n - 1] : NULL;
+    if (!res->more || last == NULL || last->key.len > FS_KEY_MAX) {
+        return false;
+    }
+    memcpy(lo, last->key.base, last->key.len);
+    lo[last->key.len] = '\0'; /* the first key after it */
+    *lolen = last->key.len + 1;
+    return true;
 }

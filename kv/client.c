@@ -835,14 +835,18 @@ void kv_scan_result_clear(struct kv_scan_result *r)
     memset(r, 0, sizeof *r);
 }
 
-int kv_client_scan(struct kv_client *c, const void *start, size_t slen, const void *end,
-                   size_t elen, unsigned limit, struct kv_scan_result *out, char *errmsg)
+/* A scan: of the bucket of start's tag, or (local) of every bucket group gid serves. */
+static int scan(struct kv_client *c, bool local, uint64_t gid, const void *start, size_t slen,
+                const void *end, size_t elen, unsigned limit, struct kv_scan_result *out,
+                char *errmsg)
 {
     Raftfs__KvRequest req = RAFTFS__KV_REQUEST__INIT;
+    struct kv_route_opts ro = {.gid = gid};
     Raftfs__KvReply *rep = NULL;
     int rv;
     memset(out, 0, sizeof *out);
     req.op = RAFTFS__KV_OP__KV_SCAN;
+    req.local = local;
     req.key.data = (uint8_t *)start;
     req.key.len = slen;
     if (end != NULL) {
@@ -850,8 +854,14 @@ int kv_client_scan(struct kv_client *c, const void *start, size_t slen, const vo
         req.end_key.len = elen;
     }
     req.limit = limit;
-    rv = run(c, &req, false, &rep, errmsg);
+    rv = run_ex(c, &req, false, local && c->route != NULL ? &ro : NULL, &rep, errmsg);
     return scan_result_take(rv, rep, out);
+}
+
+int kv_client_scan(struct kv_client *c, const void *start, size_t slen, const void *end,
+                   size_t elen, unsigned limit, struct kv_scan_result *out, char *errmsg)
+{
+    return scan(c, false, 0, start, slen, end, elen, limit, out, errmsg);
 }
 
 /* Fill out from a scan's reply (which it keeps): the pairs point into it. */
@@ -886,22 +896,7 @@ int kv_client_scan_group(struct kv_client *c, uint64_t gid, const void *start, s
                          const void *end, size_t elen, unsigned limit, struct kv_scan_result *out,
                          char *errmsg)
 {
-    Raftfs__KvRequest req = RAFTFS__KV_REQUEST__INIT;
-    struct kv_route_opts ro = {.gid = gid};
-    Raftfs__KvReply *rep = NULL;
-    int rv;
-    memset(out, 0, sizeof *out);
-    req.op = RAFTFS__KV_OP__KV_SCAN;
-    req.local = 1;
-    req.key.data = (uint8_t *)start;
-    req.key.len = slen;
-    if (end != NULL) {
-        req.end_key.data = (uint8_t *)end;
-        req.end_key.len = elen;
-    }
-    req.limit = limit;
-    rv = run_ex(c, &req, false, c->route != NULL ? &ro : NULL, &rep, errmsg);
-    return scan_result_take(rv, rep, out);
+    return scan(c, true, gid, start, slen, end, elen, limit, out, errmsg);
 }
 
 int kv_client_group_ids(struct kv_client *c, uint64_t *gids, size_t cap, size_t *n, char *errmsg)

@@ -687,20 +687,28 @@ int kv_route_call(struct kv_route *r, Raftfs__KvRequest *req, struct kv_route_op
     return last;
 }
 
-int kv_route_groups(struct kv_route *r, const ProtobufCBinaryData *keys, size_t n, uint64_t *gids,
-                    uint64_t *version, char *errmsg)
+/* Lock r->mu with a configuration in hand (read from the meta group first if there is
+ * none): 0, or the reason there is none (r->mu held either way). */
+static int route_lock_config(struct kv_route *r, char *errmsg)
 {
-    int rv = 0;
     if (route_generation(r) == 0) {
         route_refresh(r);
     }
     pthread_mutex_lock(&r->mu);
-    if (!r->have_cfg) {
-        rv = r->refresh_rv != 0 ? r->refresh_rv : RFS_EUNAVAIL;
-        rfs_errmsg_printf(errmsg, "%s",
-                          r->refresh_rv != 0 ? r->refresh_err
-                                             : "no configuration read from the meta group yet");
-    } else {
+    if (r->have_cfg) {
+        return 0;
+    }
+    rfs_errmsg_printf(errmsg, "%s",
+                      r->refresh_rv != 0 ? r->refresh_err
+                                         : "no configuration read from the meta group yet");
+    return r->refresh_rv != 0 ? r->refresh_rv : RFS_EUNAVAIL;
+}
+
+int kv_route_groups(struct kv_route *r, const ProtobufCBinaryData *keys, size_t n, uint64_t *gids,
+                    uint64_t *version, char *errmsg)
+{
+    int rv = route_lock_config(r, errmsg);
+    if (rv == 0) {
         for (size_t i = 0; i < n; i++) {
             gids[i] = r->cfg.buckets[kv_bucket_of(keys[i].data, keys[i].len, r->cfg.nbuckets)];
         }
@@ -714,18 +722,9 @@ int kv_route_groups(struct kv_route *r, const ProtobufCBinaryData *keys, size_t 
 
 int kv_route_group_ids(struct kv_route *r, uint64_t *gids, size_t cap, size_t *n, char *errmsg)
 {
-    int rv = 0;
+    int rv = route_lock_config(r, errmsg);
     *n = 0;
-    if (route_generation(r) == 0) {
-        route_refresh(r);
-    }
-    pthread_mutex_lock(&r->mu);
-    if (!r->have_cfg) {
-        rv = r->refresh_rv != 0 ? r->refresh_rv : RFS_EUNAVAIL;
-        rfs_errmsg_printf(errmsg, "%s",
-                          r->refresh_rv != 0 ? r->refresh_err
-                                             : "no configuration read from the meta group yet");
-    } else {
+    if (rv == 0) {
         for (unsigned i = 0; i < r->cfg.n_groups && *n < cap; i++) {
             gids[(*n)++] = r->cfg.groups[i].gid;
         }

@@ -2,9 +2,9 @@
 #include "readahead_kb.h"
 
 #include <errno.h>
-#include <stdbool.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
