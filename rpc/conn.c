@@ -37,6 +37,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "../common/alloc.h"
@@ -48,6 +49,11 @@
 /* Initial input buffer: room for one chunk after a partial frame without moving it. */
 #define CONN_IN_INITIAL  (2 * CONN_READ_CHUNK)
 #define CONN_OUT_INITIAL (64u << 10)
+/* A frame at least this large, with nothing else waiting to go, is sent at once from the
+ * caller's buffers (conn_send_direct); smaller ones wait for the end of the iteration, where
+ * they go out together. */
+#define CONN_DIRECT_MIN   (64u << 10)
+#define CONN_DIRECT_PARTS 8
 /* An empty buffer larger than this is released (a large frame passed through). Large
  * enough for a stream of 1 MiB frames (a file stripe and its framing) to reuse one buffer. */
 #define CONN_BUF_KEEP (4u << 20)
@@ -504,10 +510,49 @@ static void conn_io_cb(struct rpc_io *io, uint32_t events)
     }
 }
 
+/* Copy buf to p, leaving out its first *skip bytes (*skip counts down). Returns p past it. */
+static unsigned char *copy_from(unsigned char *p, const void *buf, size_t len, size_t *skip)
+{
+    if (*skip >= len) {
+        *skip -= len;
+        return p;
+    }
+    memcpy(p, (const unsigned char *)buf + *skip, len - *skip);
+    p += len - *skip;
+    *skip = 0;
+    return p;
+}
+
+/* A large frame with nothing queued before it: hand it to the kernel now, from the caller's
+ * buffers, instead of copying it into the output buffer first. Returns the bytes sent (0 on
+ * any error: the buffered path meets it again and reports it). */
+static size_t conn_send_direct(struct rpc_conn *c, const unsigned char *hdr,
+                               const struct rfs_buf *parts, unsigned n_parts)
+{
+    struct iovec iov[CONN_DIRECT_PARTS];
+    struct msghdr msg;
+    unsigned n = 0;
+    ssize_t w;
+    iov[n++] = (struct iovec){.iov_base = (void *)hdr, .iov_len = RPC_HEADER_SIZE};
+    for (unsigned i = 0; i < n_parts; i++) {
+        if (parts[i].len > 0) {
+            iov[n++] = (struct iovec){.iov_base = parts[i].base, .iov_len = parts[i].len};
+        }
+    }
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = n;
+    do {
+        w = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (w < 0 && errno == EINTR);
+    return w > 0 ? (size_t)w : 0;
+}
+
 int rpc_conn_sendv(struct rpc_conn *c, uint32_t type, uint64_t req_id, const struct rfs_buf *parts,
                    unsigned n_parts)
 {
-    size_t total = 0, frame, pending;
+    size_t total = 0, frame, pending, sent = 0, skip;
+    unsigned char hdr[RPC_HEADER_SIZE];
     unsigned char *p;
 
     if (c->closing) {
@@ -534,21 +579,27 @@ int rpc_conn_sendv(struct rpc_conn *c, uint32_t type, uint64_t req_id, const str
                   c->max_output, pending, frame);
         return RFS_ESTOPPED;
     }
-    if (conn_out_reserve(c, frame) != 0) {
-        return RFS_ENOMEM;
-    }
-    p = c->out + c->out_end;
-    rfs_put_le32(p, (uint32_t)(total + 12));
-    rfs_put_le32(p + 4, type);
-    rfs_put_le64(p + 8, req_id);
-    p += RPC_HEADER_SIZE;
-    for (unsigned i = 0; i < n_parts; i++) {
-        if (parts[i].len > 0) {
-            memcpy(p, parts[i].base, parts[i].len);
-            p += parts[i].len;
+    rfs_put_le32(hdr, (uint32_t)(total + 12));
+    rfs_put_le32(hdr + 4, type);
+    rfs_put_le64(hdr + 8, req_id);
+    if (pending == 0 && frame >= CONN_DIRECT_MIN && n_parts < CONN_DIRECT_PARTS &&
+        !c->close_flushed) {
+        sent = conn_send_direct(c, hdr, parts, n_parts);
+        if (sent == frame) {
+            return 0;
         }
     }
-    c->out_end += frame;
+    if (conn_out_reserve(c, frame - sent) != 0) {
+        return RFS_ENOMEM;
+    }
+    /* What was not sent yet: the frame from byte `sent` on. */
+    p = c->out + c->out_end;
+    skip = sent;
+    p = copy_from(p, hdr, RPC_HEADER_SIZE, &skip);
+    for (unsigned i = 0; i < n_parts; i++) {
+        p = copy_from(p, parts[i].base, parts[i].len, &skip);
+    }
+    c->out_end += frame - sent;
     if (!rpc_link_linked(&c->wlink)) {
         rpc_link_push(&c->loop->writes, &c->wlink);
     }
