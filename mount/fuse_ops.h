@@ -19,6 +19,7 @@
 #define MOUNT_FILE_BUCKETS  64
 
 struct mount_open_file;
+struct mount_lockwait;
 
 /* The open regular files whose inode numbers hash to one bucket. */
 struct mount_file_bucket {
@@ -33,6 +34,8 @@ struct mount_ctx {
     struct mount_file_bucket files[MOUNT_FILE_BUCKETS];
     /* The session, set once before it runs: blocking lock waits stop when it exits. */
     struct fuse_session *se;
+    /* Blocking lock requests waiting (mount/lockwait.h); NULL: they wait in their worker. */
+    struct mount_lockwait *lockwait;
 };
 
 void mount_ctx_init(struct mount_ctx *m, struct rfs_fs *fs, double cache_timeout);

@@ -45,7 +45,10 @@
 #define ANSWER_MS 10000
 /* How long a call that must block is watched before it is taken as blocked. */
 #define BLOCKED_MS  400
-#define MAX_LOCKERS 8
+#define MAX_LOCKERS 20
+/* Blocked waiters in test_many_waiters_leave_the_mount_answering: more than libfuse's
+ * default of 10 worker threads. */
+#define MANY_WAITERS 12
 
 /* ---- the lock list, without mounts ---- */
 
@@ -369,19 +372,28 @@ static int do_setlk(struct locker *l, short type, long long start, long long len
     return locker_do(l, setlk_cmd(type, start, len, false), NULL);
 }
 
-static void locker_kill_all(struct fixture *f)
+/* SIGKILL every locker and reap them within wait_ms in all. One stuck in a request its mount
+ * does not answer cannot die before the mount's daemon stops: it is kept, for the group's
+ * teardown to reap after stopping the daemons. */
+static void locker_kill_all(struct fixture *f, int wait_ms)
 {
+    long long end = proc_now_ms() + wait_ms;
+    unsigned kept = 0;
+    for (unsigned i = 0; i < f->n_lockers; i++) {
+        kill(f->lockers[i].pid, SIGKILL);
+    }
     for (unsigned i = 0; i < f->n_lockers; i++) {
         struct locker *l = &f->lockers[i];
-        if (l->pid > 0) {
-            kill(l->pid, SIGKILL);
-            proc_wait(l->pid, 5000);
-            l->pid = 0;
-            close(l->cmd);
-            close(l->res);
+        long long left = end - proc_now_ms();
+        if (proc_wait(l->pid, left > 0 ? (int)left : 0) == -2) {
+            fprintf(stderr, "locker %d does not exit yet\n", (int)l->pid);
+            f->lockers[kept++] = *l;
+            continue;
         }
+        close(l->cmd);
+        close(l->res);
     }
-    f->n_lockers = 0;
+    f->n_lockers = kept;
 }
 
 /* Whether the file at path has a line containing needle. */
@@ -437,7 +449,7 @@ static int teardown(void **state)
     if (f->pid3 > 0) {
         kill(f->pid3, SIGCONT); /* a test may have stopped it */
     }
-    locker_kill_all(f);
+    locker_kill_all(f, 2000);
     if (f->mnt2[0] != '\0') {
         bad += mount_helper_teardown(f->mnt3, &f->pid3, f->log3);
         bad += mount_helper_teardown(f->mnt2, &f->pid2, f->log2);
@@ -448,6 +460,10 @@ static int teardown(void **state)
         bad++;
     }
     bad += mount_fixture_stop(&f->m, f->mnt2);
+    locker_kill_all(f, 5000); /* any stuck in a mount's request could exit once it stopped */
+    if (f->n_lockers > 0) {
+        bad++;
+    }
     free(f);
     return bad == 0 ? 0 : -1;
 }
@@ -461,7 +477,7 @@ static int test_setup(void **state)
 
 static int test_teardown(void **state)
 {
-    locker_kill_all(*state);
+    locker_kill_all(*state, 5000);
     return 0;
 }
 
@@ -671,6 +687,52 @@ static void test_ofd_lock_goes_with_its_description(void **state)
     assert_int_equal(do_setlk(b, F_WRLCK, 100, 10), -EAGAIN);
 }
 
+/* More blocked flock waiters on one mount than the session has worker threads: the mount
+ * still answers (the holder's unlock gets through), and every waiter gets the lock in turn. */
+static void test_many_waiters_leave_the_mount_answering(void **state)
+{
+    struct fixture *f = *state;
+    struct locker *a, *w[MANY_WAITERS];
+    struct locker_cmd ex = {.op = L_FLOCK, .arg = LOCK_EX};
+    struct locker_res r;
+    char p1[512];
+    bool granted[MANY_WAITERS] = {false};
+    long long t0 = proc_now_ms();
+    SKIP_IF_NEEDED(f);
+    snprintf(p1, sizeof p1, "%s/many", f->m.mnt);
+    a = locker_start(f, p1);
+    assert_int_equal(do_open(a, 0), 0);
+    assert_int_equal(do_flock(a, LOCK_EX), 0);
+    for (int i = 0; i < MANY_WAITERS; i++) {
+        w[i] = locker_start(f, p1); /* the same mount as the holder */
+        assert_int_equal(do_open(w[i], 0), 0);
+        locker_send(w[i], ex);
+    }
+    assert_false(locker_answer(w[MANY_WAITERS - 1], BLOCKED_MS, &r));
+    assert_int_equal(do_flock(a, LOCK_UN), 0);
+    /* one at a time: whoever has it lets go */
+    for (int n = 0; n < MANY_WAITERS; n++) {
+        int got = -1;
+        for (long long end = proc_now_ms() + ANSWER_MS; got < 0 && proc_now_ms() < end;) {
+            for (int i = 0; i < MANY_WAITERS && got < 0; i++) {
+                if (!granted[i] && locker_answer(w[i], 1, &r)) {
+                    assert_int_equal(r.rv, 0);
+                    got = i;
+                }
+            }
+        }
+        if (got < 0) {
+            fail_msg("waiter %d of %d not granted within %d ms", n + 1, MANY_WAITERS, ANSWER_MS);
+        }
+        granted[got] = true;
+        for (int i = 0; i < MANY_WAITERS; i++) { /* nobody else holds it meanwhile */
+            assert_true(granted[i] || !locker_answer(w[i], 0, &r));
+        }
+        assert_int_equal(do_flock(w[got], LOCK_UN), 0);
+    }
+    printf("%d waiters served in turn in %lld ms\n", MANY_WAITERS, proc_now_ms() - t0);
+}
+
 /* Start mount 3 (the mount a test stops or kills). */
 static void start_mount3(struct fixture *f)
 {
@@ -800,6 +862,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_setlkw_waits_and_is_interrupted, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(test_close_releases_locks, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_many_waiters_leave_the_mount_answering, test_setup,
+                                        test_teardown),
         cmocka_unit_test_setup_teardown(test_ofd_lock_goes_with_its_description, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(test_unmount_releases_locks_at_once, test_setup,
