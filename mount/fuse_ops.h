@@ -3,7 +3,8 @@
  * FUSE inode numbers are the filesystem's own (the root is 1 in both). No per-inode state is
  * kept, so forget has nothing to free; an open file is an fs/file.h handle (write
  * buffering), an open directory keeps a listing (stable readdir offsets). Every operation
- * runs on the session's worker threads and replies exactly once. */
+ * runs on the session's worker threads and replies exactly once; a blocking lock request
+ * that must wait is answered later from the lock waiter thread (mount/lockwait.h). */
 #ifndef MOUNT_FUSE_OPS_H
 #define MOUNT_FUSE_OPS_H
 
