@@ -27,6 +27,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
@@ -49,6 +50,8 @@
 /* Blocked waiters in test_many_waiters_leave_the_mount_answering: more than libfuse's
  * default of 10 worker threads. */
 #define MANY_WAITERS 12
+/* Rounds of each locker in test_lock_excludes_under_contention. */
+#define CRIT_ROUNDS 10
 
 /* ---- the lock list, without mounts ---- */
 
@@ -192,8 +195,39 @@ enum locker_op {
     L_SETLK, /* fcntl(slot, F_SETLK / F_SETLKW (arg 1), type, start, len) */
     L_GETLK, /* fcntl(slot, F_GETLK, type, start, len) */
     L_OFDLK, /* fcntl(slot, F_OFD_SETLK, type, start, len) */
+    L_CRIT,  /* arg times: lock the whole file (type 0: F_SETLKW, 1: flock), create the
+              * marker file with O_EXCL, unlink it, unlock; rv: how many creates failed */
     L_EXIT,
 };
+
+/* The marker of L_CRIT (a local file, outside the mounts): it exists only while its creator
+ * holds the lock, so an O_EXCL create that fails means two holders at once. Set before the
+ * lockers are forked. */
+static char crit_marker[400];
+
+/* One L_CRIT round on fd: 0, 1 if the marker was there, -1 if a lock call failed. */
+static int crit_round(int fd, int use_flock)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    int bad = 0, m;
+    if (use_flock ? flock(fd, LOCK_EX) : fcntl(fd, F_SETLKW, &fl)) {
+        return -1;
+    }
+    m = open(crit_marker, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (m < 0) {
+        bad = 1;
+    } else {
+        struct timespec ts = {0, 2000000L}; /* hold it a moment */
+        nanosleep(&ts, NULL);
+        close(m);
+        unlink(crit_marker);
+    }
+    fl.l_type = F_UNLCK;
+    if (use_flock ? flock(fd, LOCK_UN) : fcntl(fd, F_SETLK, &fl)) {
+        return -1;
+    }
+    return bad;
+}
 
 struct locker_cmd {
     int op, slot, arg;
@@ -251,6 +285,12 @@ static void locker_serve(const char *path, int cmd, int res)
                 break;
             case L_OFDLK:
                 r.rv = fcntl(fds[c.slot], F_OFD_SETLK, &fl);
+                break;
+            case L_CRIT:
+                for (int i = 0; i < c.arg && r.rv >= 0; i++) {
+                    int b = crit_round(fds[c.slot], c.type);
+                    r.rv = b < 0 ? -1 : r.rv + b;
+                }
                 break;
             case L_GETLK:
                 r.rv = fcntl(fds[c.slot], F_GETLK, &fl);
@@ -733,6 +773,43 @@ static void test_many_waiters_leave_the_mount_answering(void **state)
     printf("%d waiters served in turn in %lld ms\n", MANY_WAITERS, proc_now_ms() - t0);
 }
 
+/* Two processes per mount take turns in a critical section guarded by one lock, POSIX then
+ * flock: never two inside at once. */
+static void test_lock_excludes_under_contention(void **state)
+{
+    struct fixture *f = *state;
+    struct locker *l[4];
+    struct locker_res r;
+    char p1[512], p2[512];
+    long long t0 = proc_now_ms();
+    int fd;
+    SKIP_IF_NEEDED(f);
+    snprintf(crit_marker, sizeof crit_marker, "%s/crit.marker", f->m.dir);
+    snprintf(p1, sizeof p1, "%s/crit", f->m.mnt);
+    snprintf(p2, sizeof p2, "%s/crit", f->mnt2);
+    fd = open(p1, O_RDWR | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(close(fd), 0);
+    for (int i = 0; i < 4; i++) {
+        l[i] = locker_start(f, i % 2 ? p2 : p1);
+        assert_int_equal(do_open(l[i], 0), 0);
+    }
+    for (short kind = 0; kind < 2; kind++) {
+        struct locker_cmd c = {.op = L_CRIT, .arg = CRIT_ROUNDS, .type = kind};
+        for (int i = 0; i < 4; i++) {
+            locker_send(l[i], c);
+        }
+        for (int i = 0; i < 4; i++) {
+            if (!locker_answer(l[i], 30000, &r)) {
+                fail_msg("locker %d: %d rounds not done within 30 s", i, CRIT_ROUNDS);
+            }
+            assert_int_equal(r.rv, 0);
+        }
+    }
+    printf("4 x %d rounds of POSIX locks, then of flock, in %lld ms\n", CRIT_ROUNDS,
+           proc_now_ms() - t0);
+}
+
 /* Start mount 3 (the mount a test stops or kills). */
 static void start_mount3(struct fixture *f)
 {
@@ -866,6 +943,8 @@ int main(void)
                                         test_teardown),
         cmocka_unit_test_setup_teardown(test_close_releases_locks, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_many_waiters_leave_the_mount_answering, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_lock_excludes_under_contention, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(test_ofd_lock_goes_with_its_description, test_setup,
                                         test_teardown),
