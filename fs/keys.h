@@ -8,7 +8,8 @@
  *   c{ino:stripe} block         file data, one fixed-size block per key
  *   x{pppp} ino name            an extended attribute
  *   k{pppp} ino                 the inode's file locks (fs/lock_list.h)
- *   s{mmmmmmmmmmmmmmmm}         a mount's lease (fs/lease.h; m: its id in hex)
+ *   s{leases} mount             a mount's lease (fs/lease.h); all in one bucket, so that
+ *                               one scan finds every mount's
  * pppp is a 16-bit placement number in lower-case hex. An inode number carries it:
  * ino = placement << 48 | id. A file takes its parent directory's placement (its inode and
  * its entry share a bucket); a directory gets its own, which spreads directories over
@@ -51,6 +52,11 @@ size_t fs_key_xattr_first(char *out, uint64_t ino);
 size_t fs_key_xattr_end(char *out, uint64_t ino);
 size_t fs_key_locks(char *out, uint64_t ino);
 size_t fs_key_lease(char *out, uint64_t mount);
+/* The first key of the leases, the first key past them, and the mount of a lease key (0, or
+ * -1 if key is not one). */
+size_t fs_key_lease_first(char *out);
+size_t fs_key_lease_end(char *out);
+int fs_key_lease_mount(const void *key, size_t klen, uint64_t *mount);
 
 /* The inode number of an inode key: 0, or -1 if key is not an inode key. */
 int fs_key_inode_ino(const void *key, size_t klen, uint64_t *ino);

@@ -34,6 +34,7 @@
 #include "common/err.h"
 #include "fs/lock_list.h"
 #include "tests/lib/proc.h"
+#include "tests/lib/sharded.h"
 #include "tests/unit/mount_fixture.h"
 #include "tests/unit/mount_helper.h"
 
@@ -515,10 +516,19 @@ static int test_setup(void **state)
     return 0;
 }
 
+/* After each test: its lockers killed, and mount 3 stopped if the test left it running. */
 static int test_teardown(void **state)
 {
-    locker_kill_all(*state, 5000);
-    return 0;
+    struct fixture *f = *state;
+    int bad = 0;
+    if (f->pid3 > 0) {
+        kill(f->pid3, SIGCONT); /* a test may have stopped it */
+    }
+    locker_kill_all(f, 5000);
+    if (f->pid3 > 0) {
+        bad = mount_helper_teardown(f->mnt3, &f->pid3, f->log3);
+    }
+    return bad == 0 ? 0 : -1;
 }
 
 #define SKIP_IF_NEEDED(f)                                                                          \
@@ -927,6 +937,56 @@ static void test_paused_mount_loses_its_locks_and_registers_again(void **state)
     assert_true(log_count_lines(f->log3, "was deleted by another mount") > 0);
 }
 
+/* How many mounts have a lease record (fs/keys.h: s{leases} + id), or -1. */
+static int lease_records(struct kv_client *c)
+{
+    static const char lo[] = "s{leases}", hi[] = "s{leases}\xff\xff\xff\xff\xff\xff\xff\xff\xff";
+    struct kv_scan_result res = {0};
+    char errmsg[RFS_ERRMSG_SIZE];
+    int n = -1;
+    if (kv_client_scan(c, lo, sizeof lo - 1, hi, sizeof hi - 1, 0, &res, errmsg) == 0) {
+        n = (int)res.n;
+    }
+    kv_scan_result_clear(&res);
+    return n;
+}
+
+/* A mount killed while holding no lock: nobody meets its locks, yet its record goes (the
+ * other mounts sweep the records about once a lease). */
+static void test_dead_mount_record_is_swept(void **state)
+{
+    struct fixture *f = *state;
+    struct kv_client *c = NULL;
+    char errmsg[RFS_ERRMSG_SIZE];
+    long long t0, end;
+    int n = -1;
+    SKIP_IF_NEEDED(f);
+    if (sharded_client(&c, f->m.s.meta.group, 0, true, 5000, errmsg) != 0) {
+        fail_msg("client: %s", errmsg);
+    }
+    start_mount3(f);
+    n = lease_records(c);
+    printf("%d lease records with three mounts\n", n);
+    if (n != 3) {
+        kv_client_free(c);
+        fail_msg("%d lease records with three mounts", n);
+    }
+    assert_int_equal(proc_kill(f->pid3, SIGKILL), 0);
+    assert_true(proc_wait(f->pid3, 5000) >= 0);
+    f->pid3 = 0;
+    mount_helper_force_unmount(f->mnt3);
+    t0 = proc_now_ms();
+    /* first seen by a sweep within a lease, deleted by a sweep a lease later */
+    end = t0 + 3 * LEASE + MARGIN_MS;
+    while ((n = lease_records(c)) != 2 && proc_now_ms() < end) {
+        usleep(100000);
+    }
+    kv_client_free(c);
+    printf("the killed mount's record swept after %lld ms (lease %d ms)\n", proc_now_ms() - t0,
+           LEASE);
+    assert_int_equal(n, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest pure[] = {
@@ -954,6 +1014,7 @@ int main(void)
                                         test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_paused_mount_loses_its_locks_and_registers_again,
                                         test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_dead_mount_record_is_swept, test_setup, test_teardown),
     };
     int failed = cmocka_run_group_tests_name("lock list", pure, NULL, NULL);
     failed += cmocka_run_group_tests_name("locks through mounts", mounted, setup, teardown);
