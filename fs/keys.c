@@ -62,7 +62,34 @@ size_t fs_key_locks(char *out, uint64_t ino)
 
 size_t fs_key_lease(char *out, uint64_t mount)
 {
-    return (size_t)snprintf(out, FS_KEY_MAX, "s{%016llx}", (unsigned long long)mount);
+    size_t n = fs_key_lease_first(out);
+    return n + put_be64(out + n, mount);
+}
+
+size_t fs_key_lease_first(char *out)
+{
+    memcpy(out, "s{leases}", 9);
+    return 9;
+}
+
+size_t fs_key_lease_end(char *out)
+{
+    size_t n = fs_key_lease_first(out);
+    memset(out + n, 0xff, 9); /* past every 8-byte id */
+    return n + 9;
+}
+
+int fs_key_lease_mount(const void *key, size_t klen, uint64_t *mount)
+{
+    const unsigned char *k = key;
+    if (klen != 17 || memcmp(k, "s{leases}", 9) != 0) {
+        return -1;
+    }
+    *mount = 0;
+    for (int i = 0; i < 8; i++) {
+        *mount = *mount << 8 | k[9 + i];
+    }
+    return 0;
 }
 
 size_t fs_key_xattr_first(char *out, uint64_t ino)

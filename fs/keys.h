@@ -10,7 +10,8 @@
  *   o{pppp} ino                 an orphan: a file unlinked while it may be open
  *   h{pppp} ino mount           a mount's hold on an orphan it has open
  *   k{pppp} ino                 the inode's file locks (fs/lock_list.h)
- *   s{mmmmmmmmmmmmmmmm}         a mount's lease (fs/lease.h; m: its id in hex)
+ *   s{leases} mount             a mount's lease (fs/lease.h); all in one bucket, so that
+ *                               one scan finds every mount's
  * pppp is a 16-bit placement number in lower-case hex. An inode number carries it:
  * ino = placement << 48 | id. A file takes its parent directory's placement (its inode and
  * its entry share a bucket); a directory gets its own, which spreads directories over
@@ -53,6 +54,11 @@ size_t fs_key_xattr_first(char *out, uint64_t ino);
 size_t fs_key_xattr_end(char *out, uint64_t ino);
 size_t fs_key_locks(char *out, uint64_t ino);
 size_t fs_key_lease(char *out, uint64_t mount);
+/* The first key of the leases, the first key past them, and the mount of a lease key (0, or
+ * -1 if key is not one). */
+size_t fs_key_lease_first(char *out);
+size_t fs_key_lease_end(char *out);
+int fs_key_lease_mount(const void *key, size_t klen, uint64_t *mount);
 
 /* An orphan record: a regular file whose last name went (fs/orphan.h); in the inode's
  * bucket. The first key of all orphans, and the first past them (a scan's bounds). */

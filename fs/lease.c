@@ -1,7 +1,7 @@
 /* The mount's lease; see lease.h and docs/locks.md.
  *
- * Happy path: fs_lease_start writes the record s{id} with a transaction that expects the
- * key absent, then a thread rewrites it every lease_ms / 4 with a transaction that checks
+ * Happy path: fs_lease_start writes the record s{leases}id with a transaction that expects
+ * the key absent, then a thread rewrites it every lease_ms / 4 with a transaction that checks
  * the version it last wrote. Each confirmed rewrite moves `confirmed_ms` to the moment it
  * was sent: until confirmed_ms + lease_ms nobody can have decided that the record expired,
  * because an observer starts counting only once it has read the newest version, which was
@@ -15,7 +15,11 @@
  * mount deleted it (it took this mount for dead, and its locks with it): the thread logs an
  * error and registers a new id. fs_lease_stop deletes the record.
  *
- * Record (value of s{id}): format (1), lease_ms (u32 BE), pid (u32 BE), renewal count
+ * About once a lease, the thread also reads every mount's record (they share one bucket)
+ * and deletes those it has seen unchanged for their lease: a mount that died without anyone
+ * meeting its locks leaves no record behind.
+ *
+ * Record (value of s{leases}id): format (1), lease_ms (u32 BE), pid (u32 BE), renewal count
  * (u64 BE), the kernel's boot id (36 bytes), host name length (1) and host name. */
 #include "lease.h"
 
@@ -38,7 +42,12 @@
 #define RECORD_MAX  (1 + 4 + 4 + 8 + BOOT_ID_LEN + 1 + HOST_MAX)
 /* Other mounts' records remembered at once (the oldest is forgotten: its expiry is then
  * counted again from the next read). */
-#define OBS_SLOTS 256
+#define OBS_SLOTS 1024
+/* The thread sweeps every mount's record every SWEEP_TICKS renewals (about once a lease),
+ * reading them SWEEP_PAGE at a time, at most SWEEP_PAGES pages. */
+#define SWEEP_TICKS 4
+#define SWEEP_PAGE  256
+#define SWEEP_PAGES 64
 
 struct lease_obs {
     uint64_t mount;    /* 0: a free slot */
@@ -235,10 +244,12 @@ static void lease_renew(struct fs_lease *l, bool *failing)
     *failing = true;
 }
 
+static void lease_sweep(struct fs_lease *l);
+
 static void *lease_thread(void *arg)
 {
     struct fs_lease *l = arg;
-    unsigned period = l->lease_ms / 4;
+    unsigned period = l->lease_ms / 4, tick = 0;
     bool failing = false;
     pthread_mutex_lock(&l->mu);
     while (!l->stop) {
@@ -257,6 +268,9 @@ static void *lease_thread(void *arg)
         }
         pthread_mutex_unlock(&l->mu);
         lease_renew(l, &failing);
+        if (++tick % SWEEP_TICKS == 0) {
+            lease_sweep(l);
+        }
         pthread_mutex_lock(&l->mu);
     }
     pthread_mutex_unlock(&l->mu);
@@ -396,14 +410,47 @@ static int lease_expire(struct fs_lease *l, uint64_t mount, uint64_t version, un
     return rv;
 }
 
+/* Note that mount's record has version now, and decide: 0 with *dead false (alive, or this
+ * mount has not seen the version for lease_ms yet), 0 with *dead true (it had, and the
+ * record is now deleted), or an RFS_E* code. */
+static int lease_observe(struct fs_lease *l, uint64_t mount, uint64_t version, unsigned lease_ms,
+                         bool *dead)
+{
+    struct lease_obs *o;
+    uint64_t now = rpc_now_ms();
+    bool expired;
+    int rv;
+    *dead = false;
+    pthread_mutex_lock(&l->mu);
+    o = obs_slot(l, mount);
+    if (o->mount != mount || o->version != version) {
+        o->mount = mount;
+        o->version = version;
+        o->first_ms = now;
+    }
+    o->used_ms = now;
+    expired = now >= o->first_ms + lease_ms;
+    pthread_mutex_unlock(&l->mu);
+    if (!expired) {
+        return 0;
+    }
+    rv = lease_expire(l, mount, version, lease_ms);
+    if (rv == 0) {
+        *dead = true;
+        pthread_mutex_lock(&l->mu);
+        o = obs_slot(l, mount);
+        memset(o, 0, sizeof *o);
+        pthread_mutex_unlock(&l->mu);
+    }
+    return rv == RFS_ECONFLICT ? 0 : rv;
+}
+
 int fs_lease_check(struct fs_lease *l, uint64_t mount, bool *live, bool *local)
 {
     char key[FS_KEY_MAX], errmsg[RFS_ERRMSG_SIZE];
     struct kv_client_value v = {0};
-    struct lease_obs *o;
     unsigned lease_ms;
-    uint64_t now;
-    bool expired;
+    bool dead;
     int rv;
     *live = true;
     *local = true;
@@ -429,28 +476,50 @@ int fs_lease_check(struct fs_lease *l, uint64_t mount, bool *live, bool *local)
         *local = false;
         return 0;
     }
-    now = rpc_now_ms();
-    pthread_mutex_lock(&l->mu);
-    o = obs_slot(l, mount);
-    if (o->mount != mount || o->version != v.version) {
-        o->mount = mount;
-        o->version = v.version;
-        o->first_ms = now;
-    }
-    o->used_ms = now;
-    expired = now >= o->first_ms + lease_ms;
-    pthread_mutex_unlock(&l->mu);
-    if (expired) {
-        rv = lease_expire(l, mount, v.version, lease_ms);
-        if (rv == 0) {
-            *live = false;
-            pthread_mutex_lock(&l->mu);
-            o = obs_slot(l, mount);
-            memset(o, 0, sizeof *o);
-            pthread_mutex_unlock(&l->mu);
-        }
-        rv = rv == RFS_ECONFLICT ? 0 : fs_errno(rv);
-    }
+    rv = lease_observe(l, mount, v.version, lease_ms, &dead);
+    *live = !dead;
     kv_client_value_clear(&v);
-    return rv;
+    return fs_errno(rv);
+}
+
+/* Every mount's record, in one bucket (fs/keys.h): the ones seen unchanged for their lease
+ * are deleted, by the rule of fs_lease_check, so the record of a mount that died goes even
+ * when nobody meets its locks (they die with it). Best effort: a failure waits for the next
+ * sweep. */
+static void lease_sweep(struct fs_lease *l)
+{
+    char lo[FS_KEY_MAX], hi[FS_KEY_MAX], errmsg[RFS_ERRMSG_SIZE];
+    size_t lolen = fs_key_lease_first(lo), hilen = fs_key_lease_end(hi);
+    uint64_t me = fs_lease_id(l);
+    for (int page = 0; page < SWEEP_PAGES; page++) {
+        struct kv_scan_result res = {0};
+        int rv = kv_client_scan(l->fs->kv, lo, lolen, hi, hilen, SWEEP_PAGE, &res, errmsg);
+        bool more;
+        if (rv != 0) {
+            rfs_debugf("fs: lease: sweeping the records: %s", errmsg);
+            return;
+        }
+        for (size_t i = 0; i < res.n; i++) {
+            const struct kv_pair *p = &res.pairs[i];
+            uint64_t mount;
+            unsigned lease_ms;
+            bool local, dead;
+            if (fs_key_lease_mount(p->key.base, p->key.len, &mount) != 0 || mount == me ||
+                record_parse(l, p->value.base, p->value.len, &lease_ms, &local) != 0) {
+                continue;
+            }
+            lease_observe(l, mount, p->version, lease_ms, &dead);
+        }
+        more = res.more && res.n > 0 && res.pairs[res.n - 1].key.len < FS_KEY_MAX;
+        if (more) { /* go on just past the last key */
+            const struct rfs_buf *last = &res.pairs[res.n - 1].key;
+            memcpy(lo, last->base, last->len);
+            lo[last->len] = '\0';
+            lolen = last->len + 1;
+        }
+        kv_scan_result_clear(&res);
+        if (!more) {
+            return;
+        }
+    }
 }

@@ -11,7 +11,13 @@
  * The mount remembers which (inode, owner) pairs it locked (`held`), so that a close, which
  * must drop the closing process's POSIX locks, costs a cluster round trip only when that
  * process locked the file here. An entry goes only when the owner's locks are dropped at a
- * close with no lock call of that owner in flight; a stale entry costs one read. */
+ * close with no lock call of that owner in flight; a stale entry costs one read. The entry
+ * also keeps a drop and a lock call of one owner apart: a lock call waits while a drop runs,
+ * and a drop that must not undo a lock in progress (a release) stands back while one runs.
+ *
+ * Failure modes: a read or transaction without an answer fails the call with EIO (the list
+ * is unchanged or changed exactly once: kv/client.h's sessions); while this mount's lease is
+ * not confirmed, new locks fail with ENOLCK (unlocks still go through). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>

@@ -3,7 +3,8 @@
  * FUSE inode numbers are the filesystem's own (the root is 1 in both). No per-inode state is
  * kept, so forget has nothing to free; an open file is an fs/file.h handle (write
  * buffering), an open directory keeps a listing (stable readdir offsets). Every operation
- * runs on the session's worker threads and replies exactly once. */
+ * runs on the session's worker threads and replies exactly once; a blocking lock request
+ * that must wait is answered later from the lock waiter thread (mount/lockwait.h). */
 #ifndef MOUNT_FUSE_OPS_H
 #define MOUNT_FUSE_OPS_H
 
@@ -19,6 +20,7 @@
 #define MOUNT_FILE_BUCKETS  64
 
 struct mount_open_file;
+struct mount_lockwait;
 
 /* The open regular files whose inode numbers hash to one bucket. */
 struct mount_file_bucket {
@@ -35,6 +37,8 @@ struct mount_ctx {
     struct fuse_session *se;
     const char *mountpoint; /* borrowed; set before the session runs */
     unsigned readahead_kb;  /* the kernel's read-ahead window to ask for (0: leave it) */
+    /* Blocking lock requests waiting (mount/lockwait.h); NULL: they wait in their worker. */
+    struct mount_lockwait *lockwait;
 };
 
 void mount_ctx_init(struct mount_ctx *m, struct rfs_fs *fs, double cache_timeout);

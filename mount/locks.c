@@ -15,6 +15,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "files.h"
+#include "lockwait.h"
 
 static struct mount_ctx *ctx_of(fuse_req_t req)
 {
@@ -45,6 +46,23 @@ static int lock_of(const struct flock *fl, struct rfs_lock *lk)
     }
     lk->pid = fl->l_pid > 0 ? (uint32_t)fl->l_pid : 0;
     return 0;
+}
+
+/* Set lk for owner: 0 or -errno to answer now, or 1: a blocking request that met a conflict
+ * was handed to the waiter thread (mount/lockwait.h), which answers it. */
+static int do_setlk(fuse_req_t req, fuse_ino_t ino, uint64_t owner, enum rfs_lock_kind kind,
+                    const struct rfs_lock *lk, bool wait)
+{
+    struct mount_ctx *m = ctx_of(req);
+    int rv;
+    if (wait && m->lockwait == NULL) { /* no waiter thread: wait here */
+        return rfs_fs_setlk(m->fs, ino, owner, kind, lk, true, req_cancelled, req);
+    }
+    rv = rfs_fs_setlk(m->fs, ino, owner, kind, lk, false, NULL, NULL);
+    if (rv == -EAGAIN && wait && mount_lockwait_add(m, req, ino, owner, kind, lk) == 0) {
+        return 1;
+    }
+    return rv;
 }
 
 void mount_op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock)
@@ -83,10 +101,11 @@ void mount_op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, s
                                         fi->lock_owner);
     }
     if (rv == 0) {
-        rv = rfs_fs_setlk(m->fs, ino, fi->lock_owner, RFS_LOCK_POSIX, &lk, sleep != 0,
-                          req_cancelled, req);
+        rv = do_setlk(req, ino, fi->lock_owner, RFS_LOCK_POSIX, &lk, sleep != 0);
     }
-    fuse_reply_err(req, -rv);
+    if (rv != 1) {
+        fuse_reply_err(req, -rv);
+    }
 }
 
 void mount_op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
@@ -108,9 +127,10 @@ void mount_op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, i
             return;
     }
     lk.pid = (uint32_t)fuse_req_ctx(req)->pid;
-    rv = rfs_fs_setlk(ctx_of(req)->fs, ino, fi->lock_owner, RFS_LOCK_FLOCK, &lk, !(op & LOCK_NB),
-                      req_cancelled, req);
-    fuse_reply_err(req, -rv);
+    rv = do_setlk(req, ino, fi->lock_owner, RFS_LOCK_FLOCK, &lk, !(op & LOCK_NB));
+    if (rv != 1) {
+        fuse_reply_err(req, -rv);
+    }
 }
 
 int mount_locks_flush(struct mount_ctx *m, fuse_ino_t ino, const struct fuse_file_info *fi)

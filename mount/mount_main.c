@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "fs/fs.h"
 #include "fuse_ops.h"
+#include "lockwait.h"
 #include "readahead_kb.h"
 
 /* Filled in by fuse_opt_parse, which allocates the strings with strdup (freed with free). */
@@ -341,6 +342,11 @@ int main(int argc, char **argv)
         goto out_close;
     }
     ctx.se = se;
+    rv = mount_lockwait_start(&ctx);
+    if (rv != 0) {
+        fprintf(stderr, "raftfs-mount: cannot start the lock waiter thread: %s\n", strerror(-rv));
+        goto out_destroy;
+    }
     if (fuse_set_signal_handlers(se) != 0) {
         fprintf(stderr, "raftfs-mount: cannot set signal handlers\n");
         goto out_destroy;
@@ -353,11 +359,13 @@ int main(int argc, char **argv)
     background_done(bg, 0);
     bg = -1;
     status = loop_status(run_session(se, &co));
+    mount_lockwait_stop(&ctx); /* waiting lock requests get EINTR while the session can answer */
     fuse_session_unmount(se);
     rfs_infof("mount: %s unmounted", co.mountpoint);
 out_signals:
     fuse_remove_signal_handlers(se);
 out_destroy:
+    mount_lockwait_stop(&ctx); /* (done already after a session) */
     fuse_session_destroy(se);
 out_close:
     mount_ctx_close(&ctx);

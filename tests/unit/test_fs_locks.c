@@ -27,12 +27,14 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
 #include "common/err.h"
 #include "fs/lock_list.h"
 #include "tests/lib/proc.h"
+#include "tests/lib/sharded.h"
 #include "tests/unit/mount_fixture.h"
 #include "tests/unit/mount_helper.h"
 
@@ -45,7 +47,12 @@
 #define ANSWER_MS 10000
 /* How long a call that must block is watched before it is taken as blocked. */
 #define BLOCKED_MS  400
-#define MAX_LOCKERS 8
+#define MAX_LOCKERS 20
+/* Blocked waiters in test_many_waiters_leave_the_mount_answering: more than libfuse's
+ * default of 10 worker threads. */
+#define MANY_WAITERS 12
+/* Rounds of each locker in test_lock_excludes_under_contention. */
+#define CRIT_ROUNDS 10
 
 /* ---- the lock list, without mounts ---- */
 
@@ -189,8 +196,39 @@ enum locker_op {
     L_SETLK, /* fcntl(slot, F_SETLK / F_SETLKW (arg 1), type, start, len) */
     L_GETLK, /* fcntl(slot, F_GETLK, type, start, len) */
     L_OFDLK, /* fcntl(slot, F_OFD_SETLK, type, start, len) */
+    L_CRIT,  /* arg times: lock the whole file (type 0: F_SETLKW, 1: flock), create the
+              * marker file with O_EXCL, unlink it, unlock; rv: how many creates failed */
     L_EXIT,
 };
+
+/* The marker of L_CRIT (a local file, outside the mounts): it exists only while its creator
+ * holds the lock, so an O_EXCL create that fails means two holders at once. Set before the
+ * lockers are forked. */
+static char crit_marker[400];
+
+/* One L_CRIT round on fd: 0, 1 if the marker was there, -1 if a lock call failed. */
+static int crit_round(int fd, int use_flock)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    int bad = 0, m;
+    if (use_flock ? flock(fd, LOCK_EX) : fcntl(fd, F_SETLKW, &fl)) {
+        return -1;
+    }
+    m = open(crit_marker, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (m < 0) {
+        bad = 1;
+    } else {
+        struct timespec ts = {0, 2000000L}; /* hold it a moment */
+        nanosleep(&ts, NULL);
+        close(m);
+        unlink(crit_marker);
+    }
+    fl.l_type = F_UNLCK;
+    if (use_flock ? flock(fd, LOCK_UN) : fcntl(fd, F_SETLK, &fl)) {
+        return -1;
+    }
+    return bad;
+}
 
 struct locker_cmd {
     int op, slot, arg;
@@ -248,6 +286,12 @@ static void locker_serve(const char *path, int cmd, int res)
                 break;
             case L_OFDLK:
                 r.rv = fcntl(fds[c.slot], F_OFD_SETLK, &fl);
+                break;
+            case L_CRIT:
+                for (int i = 0; i < c.arg && r.rv >= 0; i++) {
+                    int b = crit_round(fds[c.slot], c.type);
+                    r.rv = b < 0 ? -1 : r.rv + b;
+                }
                 break;
             case L_GETLK:
                 r.rv = fcntl(fds[c.slot], F_GETLK, &fl);
@@ -369,35 +413,44 @@ static int do_setlk(struct locker *l, short type, long long start, long long len
     return locker_do(l, setlk_cmd(type, start, len, false), NULL);
 }
 
-static void locker_kill_all(struct fixture *f)
+/* SIGKILL every locker and reap them within wait_ms in all. One stuck in a request its mount
+ * does not answer cannot die before the mount's daemon stops: it is kept, for the group's
+ * teardown to reap after stopping the daemons. */
+static void locker_kill_all(struct fixture *f, int wait_ms)
 {
+    long long end = proc_now_ms() + wait_ms;
+    unsigned kept = 0;
+    for (unsigned i = 0; i < f->n_lockers; i++) {
+        kill(f->lockers[i].pid, SIGKILL);
+    }
     for (unsigned i = 0; i < f->n_lockers; i++) {
         struct locker *l = &f->lockers[i];
-        if (l->pid > 0) {
-            kill(l->pid, SIGKILL);
-            proc_wait(l->pid, 5000);
-            l->pid = 0;
-            close(l->cmd);
-            close(l->res);
+        long long left = end - proc_now_ms();
+        if (proc_wait(l->pid, left > 0 ? (int)left : 0) == -2) {
+            fprintf(stderr, "locker %d does not exit yet\n", (int)l->pid);
+            f->lockers[kept++] = *l;
+            continue;
         }
+        close(l->cmd);
+        close(l->res);
     }
-    f->n_lockers = 0;
+    f->n_lockers = kept;
 }
 
-/* Whether the file at path has a line containing needle. */
-static bool log_has_line(const char *path, const char *needle)
+/* How many lines of the file at path contain needle. */
+static int log_count_lines(const char *path, const char *needle)
 {
     FILE *fp = fopen(path, "r");
     char line[1024];
-    bool found = false;
+    int n = 0;
     if (fp == NULL) {
-        return false;
+        return 0;
     }
-    while (!found && fgets(line, sizeof line, fp) != NULL) {
-        found = strstr(line, needle) != NULL;
+    while (fgets(line, sizeof line, fp) != NULL) {
+        n += strstr(line, needle) != NULL;
     }
     fclose(fp);
-    return found;
+    return n;
 }
 
 /* ---- the fixture ---- */
@@ -412,13 +465,13 @@ static int setup(void **state)
     if (f == NULL || mount_fixture_start(&f->m, "raftfs-locks", NULL, mount_args) != 0) {
         return f == NULL ? -1 : 0; /* the tests fail on the missing mount; teardown cleans */
     }
+    if (f->m.skipped) {
+        return 0;
+    }
     snprintf(f->mnt2, sizeof f->mnt2, "%s/m2", f->m.dir);
     snprintf(f->log2, sizeof f->log2, "%s/mount2.log", f->m.dir);
     snprintf(f->mnt3, sizeof f->mnt3, "%s/m3", f->m.dir);
     snprintf(f->log3, sizeof f->log3, "%s/mount3.log", f->m.dir);
-    if (f->m.skipped) {
-        return 0;
-    }
     if (mount_helper_start_args(f->m.bin, f->m.s.meta.group, f->mnt2, mount_args, f->log2, &f->pid2,
                                 errmsg) != 0) {
         fprintf(stderr, "setup: second mount: %s\n", errmsg);
@@ -437,7 +490,7 @@ static int teardown(void **state)
     if (f->pid3 > 0) {
         kill(f->pid3, SIGCONT); /* a test may have stopped it */
     }
-    locker_kill_all(f);
+    locker_kill_all(f, 2000);
     if (f->mnt2[0] != '\0') {
         bad += mount_helper_teardown(f->mnt3, &f->pid3, f->log3);
         bad += mount_helper_teardown(f->mnt2, &f->pid2, f->log2);
@@ -448,6 +501,10 @@ static int teardown(void **state)
         bad++;
     }
     bad += mount_fixture_stop(&f->m, f->mnt2);
+    locker_kill_all(f, 5000); /* any stuck in a mount's request could exit once it stopped */
+    if (f->n_lockers > 0) {
+        bad++;
+    }
     free(f);
     return bad == 0 ? 0 : -1;
 }
@@ -459,10 +516,19 @@ static int test_setup(void **state)
     return 0;
 }
 
+/* After each test: its lockers killed, and mount 3 stopped if the test left it running. */
 static int test_teardown(void **state)
 {
-    locker_kill_all(*state);
-    return 0;
+    struct fixture *f = *state;
+    int bad = 0;
+    if (f->pid3 > 0) {
+        kill(f->pid3, SIGCONT); /* a test may have stopped it */
+    }
+    locker_kill_all(f, 5000);
+    if (f->pid3 > 0) {
+        bad = mount_helper_teardown(f->mnt3, &f->pid3, f->log3);
+    }
+    return bad == 0 ? 0 : -1;
 }
 
 #define SKIP_IF_NEEDED(f)                                                                          \
@@ -671,6 +737,89 @@ static void test_ofd_lock_goes_with_its_description(void **state)
     assert_int_equal(do_setlk(b, F_WRLCK, 100, 10), -EAGAIN);
 }
 
+/* More blocked flock waiters on one mount than the session has worker threads: the mount
+ * still answers (the holder's unlock gets through), and every waiter gets the lock in turn. */
+static void test_many_waiters_leave_the_mount_answering(void **state)
+{
+    struct fixture *f = *state;
+    struct locker *a, *w[MANY_WAITERS];
+    struct locker_cmd ex = {.op = L_FLOCK, .arg = LOCK_EX};
+    struct locker_res r;
+    char p1[512];
+    bool granted[MANY_WAITERS] = {false};
+    long long t0 = proc_now_ms();
+    SKIP_IF_NEEDED(f);
+    snprintf(p1, sizeof p1, "%s/many", f->m.mnt);
+    a = locker_start(f, p1);
+    assert_int_equal(do_open(a, 0), 0);
+    assert_int_equal(do_flock(a, LOCK_EX), 0);
+    for (int i = 0; i < MANY_WAITERS; i++) {
+        w[i] = locker_start(f, p1); /* the same mount as the holder */
+        assert_int_equal(do_open(w[i], 0), 0);
+        locker_send(w[i], ex);
+    }
+    assert_false(locker_answer(w[MANY_WAITERS - 1], BLOCKED_MS, &r));
+    assert_int_equal(do_flock(a, LOCK_UN), 0);
+    /* one at a time: whoever has it lets go */
+    for (int n = 0; n < MANY_WAITERS; n++) {
+        int got = -1;
+        for (long long end = proc_now_ms() + ANSWER_MS; got < 0 && proc_now_ms() < end;) {
+            for (int i = 0; i < MANY_WAITERS && got < 0; i++) {
+                if (!granted[i] && locker_answer(w[i], 1, &r)) {
+                    assert_int_equal(r.rv, 0);
+                    got = i;
+                }
+            }
+        }
+        if (got < 0) {
+            fail_msg("waiter %d of %d not granted within %d ms", n + 1, MANY_WAITERS, ANSWER_MS);
+        }
+        granted[got] = true;
+        for (int i = 0; i < MANY_WAITERS; i++) { /* nobody else holds it meanwhile */
+            assert_true(granted[i] || !locker_answer(w[i], 0, &r));
+        }
+        assert_int_equal(do_flock(w[got], LOCK_UN), 0);
+    }
+    printf("%d waiters served in turn in %lld ms\n", MANY_WAITERS, proc_now_ms() - t0);
+}
+
+/* Two processes per mount take turns in a critical section guarded by one lock, POSIX then
+ * flock: never two inside at once. */
+static void test_lock_excludes_under_contention(void **state)
+{
+    struct fixture *f = *state;
+    struct locker *l[4];
+    struct locker_res r;
+    char p1[512], p2[512];
+    long long t0 = proc_now_ms();
+    int fd;
+    SKIP_IF_NEEDED(f);
+    snprintf(crit_marker, sizeof crit_marker, "%s/crit.marker", f->m.dir);
+    snprintf(p1, sizeof p1, "%s/crit", f->m.mnt);
+    snprintf(p2, sizeof p2, "%s/crit", f->mnt2);
+    fd = open(p1, O_RDWR | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(close(fd), 0);
+    for (int i = 0; i < 4; i++) {
+        l[i] = locker_start(f, i % 2 ? p2 : p1);
+        assert_int_equal(do_open(l[i], 0), 0);
+    }
+    for (short kind = 0; kind < 2; kind++) {
+        struct locker_cmd c = {.op = L_CRIT, .arg = CRIT_ROUNDS, .type = kind};
+        for (int i = 0; i < 4; i++) {
+            locker_send(l[i], c);
+        }
+        for (int i = 0; i < 4; i++) {
+            if (!locker_answer(l[i], 30000, &r)) {
+                fail_msg("locker %d: %d rounds not done within 30 s", i, CRIT_ROUNDS);
+            }
+            assert_int_equal(r.rv, 0);
+        }
+    }
+    printf("4 x %d rounds of POSIX locks, then of flock, in %lld ms\n", CRIT_ROUNDS,
+           proc_now_ms() - t0);
+}
+
 /* Start mount 3 (the mount a test stops or kills). */
 static void start_mount3(struct fixture *f)
 {
@@ -691,6 +840,7 @@ static void test_unmount_releases_locks_at_once(void **state)
     struct locker_res r;
     char p3[512];
     long long t0;
+    int expired;
     SKIP_IF_NEEDED(f);
     start_mount3(f);
     two_lockers(f, f->mnt3, f->mnt2, "unmount", &a, &b);
@@ -702,6 +852,7 @@ static void test_unmount_releases_locks_at_once(void **state)
     assert_int_equal(do_flock(b, LOCK_EX | LOCK_NB), -EWOULDBLOCK);
     locker_send(c, setlk_cmd(F_WRLCK, 0, 1, true));
     assert_false(locker_answer(c, BLOCKED_MS, &r));
+    expired = log_count_lines(f->log2, "taken for dead");
     t0 = proc_now_ms();
     assert_int_equal(mount_helper_stop(f->mnt3, &f->pid3), 0); /* SIGTERM: unmounts */
     assert_false(mount_helper_log_has_sanitizer_report(f->log3));
@@ -710,7 +861,8 @@ static void test_unmount_releases_locks_at_once(void **state)
     assert_int_equal(do_flock(b, LOCK_EX | LOCK_NB), 0);
     assert_int_equal(do_setlk(b, F_WRLCK, 0, 0), 0);
     printf("locks free %lld ms after the unmount began (lease %d ms)\n", proc_now_ms() - t0, LEASE);
-    assert_true(proc_now_ms() - t0 < LEASE);
+    /* freed by the unmount, not by b's mount taking mount 3 for dead (which it logs) */
+    assert_int_equal(log_count_lines(f->log2, "taken for dead"), expired);
 }
 
 /* The holder's daemon killed with SIGKILL: its locks go once its lease expires. */
@@ -782,7 +934,57 @@ static void test_paused_mount_loses_its_locks_and_registers_again(void **state)
     assert_int_equal(rv, 0);
     assert_int_equal(do_setlk(a, F_WRLCK, 0, 10), -EAGAIN); /* b has it now */
     assert_int_equal(do_setlk(b, F_WRLCK, 20, 10), -EAGAIN);
-    assert_true(log_has_line(f->log3, "was deleted by another mount"));
+    assert_true(log_count_lines(f->log3, "was deleted by another mount") > 0);
+}
+
+/* How many mounts have a lease record (fs/keys.h: s{leases} + id), or -1. */
+static int lease_records(struct kv_client *c)
+{
+    static const char lo[] = "s{leases}", hi[] = "s{leases}\xff\xff\xff\xff\xff\xff\xff\xff\xff";
+    struct kv_scan_result res = {0};
+    char errmsg[RFS_ERRMSG_SIZE];
+    int n = -1;
+    if (kv_client_scan(c, lo, sizeof lo - 1, hi, sizeof hi - 1, 0, &res, errmsg) == 0) {
+        n = (int)res.n;
+    }
+    kv_scan_result_clear(&res);
+    return n;
+}
+
+/* A mount killed while holding no lock: nobody meets its locks, yet its record goes (the
+ * other mounts sweep the records about once a lease). */
+static void test_dead_mount_record_is_swept(void **state)
+{
+    struct fixture *f = *state;
+    struct kv_client *c = NULL;
+    char errmsg[RFS_ERRMSG_SIZE];
+    long long t0, end;
+    int n = -1;
+    SKIP_IF_NEEDED(f);
+    if (sharded_client(&c, f->m.s.meta.group, 0, true, 5000, errmsg) != 0) {
+        fail_msg("client: %s", errmsg);
+    }
+    start_mount3(f);
+    n = lease_records(c);
+    printf("%d lease records with three mounts\n", n);
+    if (n != 3) {
+        kv_client_free(c);
+        fail_msg("%d lease records with three mounts", n);
+    }
+    assert_int_equal(proc_kill(f->pid3, SIGKILL), 0);
+    assert_true(proc_wait(f->pid3, 5000) >= 0);
+    f->pid3 = 0;
+    mount_helper_force_unmount(f->mnt3);
+    t0 = proc_now_ms();
+    /* first seen by a sweep within a lease, deleted by a sweep a lease later */
+    end = t0 + 3 * LEASE + MARGIN_MS;
+    while ((n = lease_records(c)) != 2 && proc_now_ms() < end) {
+        usleep(100000);
+    }
+    kv_client_free(c);
+    printf("the killed mount's record swept after %lld ms (lease %d ms)\n", proc_now_ms() - t0,
+           LEASE);
+    assert_int_equal(n, 2);
 }
 
 int main(void)
@@ -800,6 +1002,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_setlkw_waits_and_is_interrupted, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(test_close_releases_locks, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_many_waiters_leave_the_mount_answering, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_lock_excludes_under_contention, test_setup,
+                                        test_teardown),
         cmocka_unit_test_setup_teardown(test_ofd_lock_goes_with_its_description, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(test_unmount_releases_locks_at_once, test_setup,
@@ -808,6 +1014,7 @@ int main(void)
                                         test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_paused_mount_loses_its_locks_and_registers_again,
                                         test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_dead_mount_record_is_swept, test_setup, test_teardown),
     };
     int failed = cmocka_run_group_tests_name("lock list", pure, NULL, NULL);
     failed += cmocka_run_group_tests_name("locks through mounts", mounted, setup, teardown);
