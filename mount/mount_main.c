@@ -307,6 +307,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "raftfs-mount: cannot start a FUSE session (bad -o option?)\n");
         goto out_close;
     }
+    ctx.se = se;
     if (fuse_set_signal_handlers(se) != 0) {
         fprintf(stderr, "raftfs-mount: cannot set signal handlers\n");
         goto out_destroy;
