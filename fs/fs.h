@@ -148,8 +148,10 @@ int rfs_fs_listxattr(struct rfs_fs *fs, uint64_t ino, char *buf, size_t cap, siz
 int rfs_fs_removexattr(struct rfs_fs *fs, uint64_t ino, const char *name,
                        const struct rfs_cred *cred);
 
-/* blocks and bfree count FS_BLOCK_SIZE blocks, files and ffree inodes (fixed numbers until
- * space accounting, issue 7). */
+/* The cluster's space (fs/space.c; docs/fs.md, "Space"): blocks and bfree count FS_BLOCK_SIZE
+ * blocks (bfree: what writes may still use), files and ffree inodes. Asked of every shard
+ * group's leader at most once a second; a group that does not answer keeps its last
+ * numbers. Returns 0, or -EIO when no group ever answered. */
 struct rfs_statfs {
     uint64_t blocks, bfree, files, ffree;
 };

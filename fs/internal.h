@@ -11,6 +11,7 @@
 #include "dircache.h"
 #include "fs.h"
 #include "io_pool.h"
+#include "space.h"
 
 /* Threads of the filesystem's I/O pool: background requests in flight at once, over all open
  * files. */
@@ -38,6 +39,7 @@ struct rfs_fs {
         uint64_t ino, ms, gen;
     } nocap[FS_NOCAP_SLOTS];
     _Atomic uint64_t xattr_changes;
+    struct fs_space space; /* statfs (fs/space.c) */
 };
 
 /* Call after sending a change of any inode, entry or block (whatever its outcome). */
