@@ -177,7 +177,7 @@ static int teardown(void **state)
 /* B's view after an open must be what A closed: size, mtime and every byte. */
 static void expect_same(const char *pa, const char *pb, const char *want, size_t len)
 {
-    static char back[1 << 20];
+    static char back[4 << 20];
     struct stat sa, sb;
     size_t n;
     assert_true(len <= sizeof back);
@@ -198,10 +198,10 @@ static void expect_same(const char *pa, const char *pb, const char *want, size_t
 
 static void test_close_to_open_between_mounts(void **state)
 {
-    enum { BIG = 300000, SMALL = 1234 };
+    enum { BIG = 300000, SMALL = 1234, HUGE = (3 << 20) + 777 };
     struct shared *s = *state;
     char pa[512], pb[512], dir[512];
-    static char data[BIG], back[BIG];
+    static char data[HUGE], back[BIG];
     struct stat st;
     int fd;
     SKIP_IF_NEEDED(s);
@@ -219,7 +219,10 @@ static void test_close_to_open_between_mounts(void **state)
     write_whole(pa, data, BIG);
     expect_same(pa, pb, data, BIG);
 
-    /* shrunk on A */
+    /* several MiB (written behind, several stripes), then shrunk on A */
+    fill(data, HUGE, 7);
+    write_whole(pa, data, HUGE);
+    expect_same(pa, pb, data, HUGE);
     fill(data, SMALL, 3);
     write_whole(pa, data, SMALL);
     expect_same(pa, pb, data, SMALL);
