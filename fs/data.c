@@ -1,4 +1,4 @@
-/* File data: reads, writes and truncation over fixed-size blocks; statfs.
+/* File data: reads, writes and truncation over fixed-size blocks.
  *
  * A file's bytes live in FS_BLOCK_SIZE blocks, block i of file ino at fs_key_block(ino, i).
  * A block is stored up to its last written byte, so it may be shorter than FS_BLOCK_SIZE; a
@@ -58,10 +58,6 @@
 #define TRUNC_MAX_STRIPES 16384
 /* st_blocks units (512 bytes) in one block. */
 #define UNITS (FS_BLOCK_SIZE / 512)
-/* What statfs reports until space accounting exists (issue 7): a fixed capacity of blocks
- * (FS_BLOCK_SIZE each, 1 PiB) and of inode numbers, none of it used. */
-#define STATFS_BLOCKS (FS_MAX_FILE_SIZE / FS_BLOCK_SIZE)
-#define STATFS_FILES  (FS_ID_MASK + 1)
 
 static void backoff(int attempt)
 {
@@ -624,18 +620,4 @@ int rfs_fs_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
         truncate_cleanup(fs, ino, size, old);
     }
     return rv;
-}
-
-int rfs_fs_statfs(struct rfs_fs *fs, struct rfs_statfs *out)
-{
-    /* Reading the root tells df that the cluster answers; the numbers are fixed for now. */
-    struct fs_inode root;
-    int rv = fs_inode_get(fs, FS_ROOT_INO, &root);
-    if (rv != 0) {
-        return rv;
-    }
-    fs_inode_clear(&root);
-    out->blocks = out->bfree = STATFS_BLOCKS;
-    out->files = out->ffree = STATFS_FILES;
-    return 0;
 }

@@ -71,6 +71,7 @@ int rfs_fs_open(struct rfs_fs **out, const struct rfs_fs_options *o, char *errms
     pthread_mutex_init(&fs->id_mu, NULL);
     fs_dircache_init(&fs->dirs);
     pthread_mutex_init(&fs->nocap_mu, NULL);
+    fs_space_init(&fs->space);
     rv = fs_io_pool_new(&fs->io, FS_IO_THREADS);
     if (rv != 0) {
         rfs_errmsg_printf(errmsg, "cannot start the I/O threads: %s", strerror(-rv));
@@ -112,6 +113,7 @@ void rfs_fs_close(struct rfs_fs *fs)
     rfs_fs_locks_stop(fs);
     fs_orphans_stop(fs->orphans); /* it uses the clients, and deletes what the last closes left */
     fs_io_pool_free(fs->io);      /* its jobs use the clients */
+    fs_space_close(&fs->space);
     kv_client_free(fs->kv);
     kv_client_free(fs->meta);
     pthread_mutex_destroy(&fs->id_mu);

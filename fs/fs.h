@@ -204,8 +204,10 @@ int rfs_fs_setlk(struct rfs_fs *fs, uint64_t ino, uint64_t owner, enum rfs_lock_
 int rfs_fs_unlock_owner(struct rfs_fs *fs, uint64_t ino, uint64_t owner, enum rfs_lock_kind kind,
                         bool only_idle);
 
-/* blocks and bfree count FS_BLOCK_SIZE blocks, files and ffree inodes (fixed numbers until
- * space accounting, issue 7). */
+/* The cluster's space (fs/space.c; docs/fs.md, "Space"): blocks and bfree count FS_BLOCK_SIZE
+ * blocks (bfree: what writes may still use), files and ffree inodes. Asked of every shard
+ * group's leader at most once a second; a group that does not answer keeps its last
+ * numbers. Returns 0, or -EIO when no group ever answered. */
 struct rfs_statfs {
     uint64_t blocks, bfree, files, ffree;
 };

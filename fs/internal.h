@@ -11,6 +11,7 @@
 #include "dircache.h"
 #include "fs.h"
 #include "io_pool.h"
+#include "space.h"
 
 /* Threads of the filesystem's I/O pool: background requests in flight at once, over all open
  * files. */
@@ -42,6 +43,7 @@ struct rfs_fs {
     /* File locks and the lease (fs/lock.c): set by rfs_fs_locks_start before any lock call,
      * NULL until then. */
     struct fs_locks *locks;
+    struct fs_space space; /* statfs (fs/space.c) */
 };
 
 struct fs_lease;

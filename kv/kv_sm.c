@@ -17,6 +17,7 @@
 #include "../common/alloc.h"
 #include "../common/bytes.h"
 #include "../common/log.h"
+#include "count.h"
 #include "internal.h"
 
 int kv_sm_load_meta(struct kv_sm *sm, char *errmsg)
@@ -408,4 +409,5 @@ const struct rfs_sm_ops kv_sm_ops = {
     .snapshot = sm_snapshot,
     .restore = sm_restore,
     .housekeep = sm_housekeep,
+    .count_keys = kv_sm_count_keys,
 };

@@ -2,11 +2,14 @@
  * (which returns 0 or -errno), and makes exactly one fuse_reply_* call.
  *
  * Caching: entries and attributes are given to the kernel with ctx->cache_timeout; names that
- * do not exist are not cached (another mount may create them). Files are opened without
- * keep_cache, so the kernel drops a file's cached pages at every open (close-to-open
- * consistency between mounts), and without the kernel's writeback cache, so every write
- * comes here before write(2) returns; the open file buffers it (fs/file.h) until close,
- * fsync, or anything else here that needs it (see "file data" below).
+ * do not exist are not cached (another mount may create them). Close-to-open consistency
+ * between mounts: every open reads the inode from the cluster and tells the kernel to forget
+ * the attributes it cached (fuse_lowlevel_notify_inval_inode, attributes only), so that the
+ * size and mtime the opener sees (fstat, and reads, which the kernel clamps to the size it
+ * knows) are those of the last close anywhere; and files are opened without keep_cache, so
+ * the kernel drops their cached pages at every open. Without the kernel's writeback cache,
+ * every write comes here before write(2) returns; the open file buffers it (fs/file.h) until
+ * close, fsync, or anything else here that needs it (see "file data" below).
  *
  * Permissions: the filesystem checks the caller's credentials where it changes things
  * (creating, removing, chmod/chown/utimens); open, opendir and access are checked here from
@@ -443,6 +446,23 @@ static struct mount_open_file *file_of(const struct fuse_file_info *fi)
     return (struct mount_open_file *)(uintptr_t)fi->fh;
 }
 
+/* Make the kernel forget the attributes it caches for ino (not its pages: an open without
+ * keep_cache drops those), so the next stat or read past the size it knew asks here. Safe
+ * inside an open: the kernel takes no lock an open holds for an attributes-only
+ * invalidation (offset < 0). -ENOENT (the kernel has no such inode cached) is fine. */
+static void forget_cached_attrs(struct mount_ctx *m, uint64_t ino)
+{
+    int rv;
+    if (m->se == NULL) {
+        return;
+    }
+    rv = fuse_lowlevel_notify_inval_inode(m->se, (fuse_ino_t)ino, -1, 0);
+    if (rv != 0 && rv != -ENOENT) {
+        rfs_debugf("mount: invalidating the attributes of %llx: %s", (unsigned long long)ino,
+                   strerror(-rv));
+    }
+}
+
 /* Open the file a describes (a is updated if O_TRUNC truncates it) into fi->fh. */
 static int do_open(fuse_req_t req, struct rfs_attr *a, struct fuse_file_info *fi)
 {
@@ -475,6 +495,7 @@ static int do_open(fuse_req_t req, struct rfs_attr *a, struct fuse_file_info *fi
     }
     fi->fh = (uintptr_t)o;
     fi->keep_cache = 0;
+    forget_cached_attrs(m, a->ino); /* close-to-open: see the top of this file */
     return 0;
 }
 

@@ -28,10 +28,13 @@ struct mount_file_bucket {
     struct mount_open_file *head;
 };
 
-/* The session's userdata. fs and cache_timeout are read-only while the session runs. */
+/* The session's userdata. fs, cache_timeout and se are read-only while the session runs. */
 struct mount_ctx {
     struct rfs_fs *fs;    /* borrowed: the caller closes it after mount_ctx_close */
     double cache_timeout; /* seconds the kernel may keep names and attributes */
+    /* The session, for notifications to the kernel (set by main right after creating it;
+     * NULL: none are sent). */
+    struct fuse_session *se;
     struct mount_file_bucket files[MOUNT_FILE_BUCKETS];
     /* The session, set once before it runs: blocking lock waits stop when it exits. */
     struct fuse_session *se;

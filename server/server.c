@@ -31,6 +31,7 @@
 #include "bootstrap_check.h"
 #include "metrics.h"
 #include "space.h"
+#include "usage.h"
 
 struct pending_write {
     raft_index index;
@@ -88,6 +89,7 @@ struct rfs_server {
     raft_term last_term;
     raft_term durable_term;    /* the term the log store holds */
     struct server_space space; /* refuse growing writes before the disk is full */
+    struct server_usage usage; /* KV_SPACE answers (usage.h) */
     int failed;
     char errmsg[RFS_ERRMSG_SIZE];
     /* Metrics (rfs_server_metrics): updated where requests are answered. */
@@ -699,6 +701,27 @@ fail:
     count_request(s, op, t0, rv);
 }
 
+/* KV_SPACE, at the leader: this server's disk and key count (usage.h), not through the log:
+ * statistics need no read point. */
+static void handle_space(struct rfs_server *s, uint64_t conn_id, uint64_t req_id, uint64_t t0,
+                         const Raftfs__KvRequest *req)
+{
+    struct rfs_buf out;
+    int rv = RFS_ENOTLEADER;
+    if (raft_role_get(s->r) == RAFT_LEADER) {
+        rv = server_usage_reply(&s->usage, s->cfg.sm_ops, s->cfg.sm, req->value.data,
+                                req->value.len, rpc_now_ms(), &out);
+    }
+    if (rv != 0) {
+        reply_status(s, conn_id, req_id, rv, NULL);
+        count_request(s, (unsigned)req->op, t0, rv);
+        return;
+    }
+    reply_bytes(s, conn_id, req_id, out.base, out.len);
+    count_request(s, (unsigned)req->op, t0, packed_reply_status(out.base, out.len));
+    rfs_free(out.base);
+}
+
 static void handle_kv_request(struct rfs_server *s, struct rpc_conn *c, uint64_t req_id,
                               const void *payload, size_t len)
 {
@@ -735,6 +758,11 @@ static void handle_kv_request(struct rfs_server *s, struct rpc_conn *c, uint64_t
         } else {
             handle_conf_change(s, conn_id, req_id, t0, req);
         }
+        raftfs__kv_request__free_unpacked(req, &proto_allocator);
+        return;
+    }
+    if (req->op == RAFTFS__KV_OP__KV_SPACE) {
+        handle_space(s, conn_id, req_id, t0, req);
         raftfs__kv_request__free_unpacked(req, &proto_allocator);
         return;
     }
@@ -1328,6 +1356,7 @@ int rfs_server_new(struct rfs_server **out, struct rpc_loop *loop,
     snprintf(s->data_dir, sizeof s->data_dir, "%s", cfg->data_dir);
     s->cfg.data_dir = s->data_dir;
     server_space_init(&s->space, s->data_dir, s->cfg.min_free_mb);
+    server_usage_init(&s->usage, s->data_dir, s->cfg.min_free_mb);
     rv = make_dir(s->data_dir, errmsg);
     if (rv == 0) {
         rv = identity_check(s, errmsg);

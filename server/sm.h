@@ -7,6 +7,7 @@
 #define SERVER_SM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../common/buf.h"
 #include "../raft/raft.h"
@@ -43,6 +44,13 @@ struct rfs_sm_ops {
      * tick between applies; it must not change the replicated state, and should return
      * quickly when there is nothing to do. Returns 0, or an error the server stops on. */
     int (*housekeep)(void *sm, char *errmsg);
+
+    /* Optional (NULL: none). For statistics (KV_SPACE, server/usage.h): how many keys of the
+     * replicated data start with prefix[0..len), as of the last apply, into *n; *exact = 0
+     * when part of it was estimated. Must be quick (it runs on the event loop). Returns 0,
+     * RFS_EIO or RFS_ENOMEM. */
+    int (*count_keys)(void *sm, const void *prefix, size_t len, uint64_t *n, int *exact,
+                      char *errmsg);
 };
 
 #endif
