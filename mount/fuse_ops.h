@@ -32,12 +32,10 @@ struct mount_file_bucket {
 struct mount_ctx {
     struct rfs_fs *fs;    /* borrowed: the caller closes it after mount_ctx_close */
     double cache_timeout; /* seconds the kernel may keep names and attributes */
-    /* The session, for notifications to the kernel (set by main right after creating it;
-     * NULL: none are sent). */
+    /* The session, set by main right after creating it (NULL: no notifications to the
+     * kernel are sent); blocking lock waits stop when it exits. */
     struct fuse_session *se;
     struct mount_file_bucket files[MOUNT_FILE_BUCKETS];
-    /* The session, set once before it runs: blocking lock waits stop when it exits. */
-    struct fuse_session *se;
     const char *mountpoint; /* borrowed; set before the session runs */
     unsigned readahead_kb;  /* the kernel's read-ahead window to ask for (0: leave it) */
     /* Blocking lock requests waiting (mount/lockwait.h); NULL: they wait in their worker. */
