@@ -110,9 +110,11 @@ void rfs_fs_close(struct rfs_fs *fs)
     if (fs == NULL) {
         return;
     }
+    /* The collector first: it uses the clients and the lease (its own holds), and deletes
+     * what the last closes left. */
+    fs_orphans_stop(fs->orphans);
     rfs_fs_locks_stop(fs);
-    fs_orphans_stop(fs->orphans); /* it uses the clients, and deletes what the last closes left */
-    fs_io_pool_free(fs->io);      /* its jobs use the clients */
+    fs_io_pool_free(fs->io); /* its jobs use the clients */
     fs_space_close(&fs->space);
     kv_client_free(fs->kv);
     kv_client_free(fs->meta);

@@ -204,6 +204,11 @@ int rfs_fs_setlk(struct rfs_fs *fs, uint64_t ino, uint64_t owner, enum rfs_lock_
 int rfs_fs_unlock_owner(struct rfs_fs *fs, uint64_t ino, uint64_t owner, enum rfs_lock_kind kind,
                         bool only_idle);
 
+/* Whether a new open of ino may go ahead: not when it is a file unlinked everywhere (an
+ * orphan, nlink 0) that nothing here has open, which only a name cached since the unlink can
+ * reach (a reopen through /proc/PID/fd of a descriptor open here is allowed). */
+bool rfs_fs_may_open(struct rfs_fs *fs, const struct rfs_attr *a);
+
 /* The cluster's space (fs/space.c; docs/fs.md, "Space"): blocks and bfree count FS_BLOCK_SIZE
  * blocks (bfree: what writes may still use), files and ffree inodes. Asked of every shard
  * group's leader at most once a second; a group that does not answer keeps its last

@@ -146,6 +146,11 @@ bool fs_orphans_is_open(struct fs_orphans *o, uint64_t ino)
     return o != NULL && open_here(o, ino, false);
 }
 
+bool rfs_fs_may_open(struct rfs_fs *fs, const struct rfs_attr *a)
+{
+    return a->nlink > 0 || !S_ISREG(a->mode) || fs_orphans_is_open(fs->orphans, a->ino);
+}
+
 void fs_orphan_make(struct rfs_fs *fs, struct txnb *t, struct fs_inode *in, int64_t now_ns)
 {
     char key[FS_KEY_MAX];

@@ -402,6 +402,24 @@ static int sm_housekeep(void *data, char *errmsg)
     return kv_blobs_collect(sm->db.blobs, &sm->db, 0, errmsg);
 }
 
+/* Blob files (large values) plus LevelDB's estimate of the data keys' size. */
+static uint64_t sm_size_estimate(void *data)
+{
+    struct kv_sm *sm = data;
+    struct kv_blob_stats st = {0};
+    const char *start = "d", *limit = "e";
+    size_t start_len = 1, limit_len = 1;
+    uint64_t ldb = 0;
+    if (sm->db.db == NULL) {
+        return 0;
+    }
+    if (sm->db.blobs != NULL) {
+        kv_blobs_stats(sm->db.blobs, &st);
+    }
+    leveldb_approximate_sizes(sm->db.db, 1, &start, &start_len, &limit, &limit_len, &ldb);
+    return st.bytes + ldb;
+}
+
 const struct rfs_sm_ops kv_sm_ops = {
     .applied = sm_applied,
     .apply = sm_apply,
@@ -409,5 +427,6 @@ const struct rfs_sm_ops kv_sm_ops = {
     .snapshot = sm_snapshot,
     .restore = sm_restore,
     .housekeep = sm_housekeep,
+    .size_estimate = sm_size_estimate,
     .count_keys = kv_sm_count_keys,
 };

@@ -503,6 +503,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct rfs_attr a;
     int rv = rfs_fs_getattr(ctx_of(req)->fs, ino, &a);
+    if (rv == 0 && !rfs_fs_may_open(ctx_of(req)->fs, &a)) {
+        rv = -ENOENT; /* unlinked (on another mount) since the kernel cached its name */
+    }
     if (rv == 0) {
         rv = do_open(req, &a, fi);
     }

@@ -72,6 +72,8 @@ static void usage(const struct rfs_server_cli *cli, FILE *f)
             "  --heartbeat-ticks N heartbeat interval in ticks (default 2)\n"
             "  --snapshot-every N  take a snapshot every N applied entries (default 100000)\n"
             "  --snapshot-keep N   log entries kept behind a snapshot for slow followers\n"
+            "  --snapshot-mb N     also a snapshot once N MiB of entries (and twice the last\n"
+            "                      snapshot) were logged since the last (default 64; 0: off)\n"
             "                      (default 1000)\n"
             "  --min-free-mb N     refuse writes of data (ENOSPC) while the data directory's\n"
             "                      file system has less than N MiB free; small metadata\n"
@@ -170,6 +172,7 @@ static int parse_args(const struct rfs_server_cli *cli, const struct rfs_config_
         {"heartbeat-ticks", required_argument, NULL, 'H'},
         {"snapshot-every", required_argument, NULL, 's'},
         {"snapshot-keep", required_argument, NULL, 'k'},
+        {"snapshot-mb", required_argument, NULL, 'B'},
         {"min-free-mb", required_argument, NULL, 'F'},
         {"log-level", required_argument, NULL, 'l'},
         {"metrics", required_argument, NULL, 'M'},
@@ -278,6 +281,12 @@ static int parse_args(const struct rfs_server_cli *cli, const struct rfs_config_
                 }
                 cfg->keep_entries = v;
                 break;
+            case 'B':
+                if (parse_uint(where, "--snapshot-mb", optarg, 1u << 20, &v) != 0) {
+                    return 2;
+                }
+                cfg->snapshot_bytes = v << 20;
+                break;
             case 'M': {
                 struct sockaddr_in sa;
                 char errmsg[RFS_ERRMSG_SIZE] = "";
@@ -383,6 +392,7 @@ static unsigned config_keys(const struct rfs_server_cli *cli, struct rfs_config_
         {"heartbeat-ticks", RFS_CONFIG_UINT, NULL},
         {"snapshot-every", RFS_CONFIG_UINT, NULL},
         {"snapshot-keep", RFS_CONFIG_UINT, NULL},
+        {"snapshot-mb", RFS_CONFIG_UINT, NULL},
         {"min-free-mb", RFS_CONFIG_UINT, NULL},
         {"log-level", RFS_CONFIG_STRING, NULL},
         {"metrics", RFS_CONFIG_STRING, NULL},

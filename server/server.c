@@ -96,6 +96,8 @@ struct rfs_server {
     struct rfs_metrics_requests reqs;
     uint64_t snapshots_taken;
     uint64_t snapshots_installed;
+    uint64_t logged_bytes;       /* entry bytes appended since the last snapshot (or start) */
+    uint64_t next_size_check_ms; /* snapshot_due: when to ask the state its size again */
 };
 
 void rfs_server_config_default(struct rfs_server_config *cfg)
@@ -106,6 +108,7 @@ void rfs_server_config_default(struct rfs_server_config *cfg)
     cfg->heartbeat_ticks = 2;
     cfg->snapshot_every = 100000; /* etcd's default too */
     cfg->keep_entries = 1000;
+    cfg->snapshot_bytes = 64u << 20;
     cfg->min_free_mb = 64;
     cfg->role_name = "server";
 }
@@ -1030,6 +1033,48 @@ static void confirm_reads(struct rfs_server *s, const struct raft_ready *rd)
     }
 }
 
+/* Entries to keep behind a snapshot at index: keep_entries, but no more than a quarter of
+ * snapshot_bytes of them (a follower further behind gets the snapshot). */
+static uint64_t keep_behind(const struct rfs_server *s, raft_index index)
+{
+    uint64_t kept = 0, bytes = 0;
+    while (kept < s->cfg.keep_entries && index - kept >= raft_first_index(s->r) && index > kept) {
+        const struct raft_entry *e = raft_entry_at(s->r, index - kept);
+        if (e == NULL || bytes + e->data.len > s->cfg.snapshot_bytes / 4) {
+            break;
+        }
+        bytes += e->data.len;
+        kept++;
+    }
+    return kept;
+}
+
+/* Whether it is time for a snapshot: by entries, or by bytes logged since the last one. */
+static bool snapshot_due(struct rfs_server *s, raft_index applied, const struct raft_snapshot *last)
+{
+    uint64_t bytes_due = s->cfg.snapshot_bytes;
+    if (applied >= (last != NULL ? last->meta.index : 0) + s->cfg.snapshot_every) {
+        return true;
+    }
+    if (last != NULL && 2 * (uint64_t)last->data.len > bytes_due) {
+        bytes_due = 2 * (uint64_t)last->data.len; /* a large state: not every few MiB */
+    }
+    if (s->cfg.snapshot_bytes == 0 || applied <= (last != NULL ? last->meta.index : 0)) {
+        return false;
+    }
+    if (s->logged_bytes >= bytes_due) {
+        return true;
+    }
+    /* The state shrank to under half of a large last snapshot (files deleted): a new, small
+     * snapshot gives the old one's disk space back. Checked at most once a second. */
+    if (last != NULL && last->data.len >= s->cfg.snapshot_bytes / 4 &&
+        s->cfg.sm_ops->size_estimate != NULL && rpc_now_ms() >= s->next_size_check_ms) {
+        s->next_size_check_ms = rpc_now_ms() + 1000;
+        return 2 * s->cfg.sm_ops->size_estimate(s->cfg.sm) < last->data.len;
+    }
+    return false;
+}
+
 static void maybe_snapshot(struct rfs_server *s)
 {
     raft_index applied = raft_applied_get(s->r);
@@ -1038,7 +1083,7 @@ static void maybe_snapshot(struct rfs_server *s)
     raft_index index;
     char errmsg[RFS_ERRMSG_SIZE] = "";
     int rv;
-    if (applied < (last != NULL ? last->meta.index : 0) + s->cfg.snapshot_every) {
+    if (!snapshot_due(s, applied, last)) {
         return;
     }
     rv = s->cfg.sm_ops->snapshot(s->cfg.sm, &data, &index, errmsg);
@@ -1051,7 +1096,7 @@ static void maybe_snapshot(struct rfs_server *s)
         server_fail(s, RFS_EIO, "snapshot", "state machine and Raft disagree on applied index");
         return;
     }
-    rv = raft_snapshot_take(s->r, index, data.base, data.len, s->cfg.keep_entries);
+    rv = raft_snapshot_take(s->r, index, data.base, data.len, keep_behind(s, index));
     rfs_free(data.base);
     if (rv != 0) {
         return;
@@ -1062,7 +1107,9 @@ static void maybe_snapshot(struct rfs_server *s)
         return;
     }
     s->snapshots_taken++;
-    rfs_infof("snapshot at %llu (%zu bytes)", (unsigned long long)index, data.len);
+    rfs_infof("snapshot at %llu (%zu bytes, %llu bytes logged since the last)",
+              (unsigned long long)index, data.len, (unsigned long long)s->logged_bytes);
+    s->logged_bytes = 0;
 }
 
 static void before_sleep(void *data)
@@ -1080,6 +1127,9 @@ static void before_sleep(void *data)
             return; /* nothing that depends on the batch is sent or applied */
         }
         s->durable_term = rd.hard_state.term;
+        for (unsigned i = 0; i < rd.n_entries; i++) {
+            s->logged_bytes += rd.entries[i].data.len;
+        }
         /* Addresses of new members: a follower needs them before it answers a leader it
          * was not started with; the book is saved before the entries are acknowledged. */
         conf_entries_seen(s, rd.entries, rd.n_entries, false, true);

@@ -32,6 +32,10 @@ struct rfs_server_config {
     unsigned heartbeat_ticks; /* default 2 */
     uint64_t snapshot_every;  /* entries between snapshots, default 10000 */
     uint64_t keep_entries;    /* entries kept behind a snapshot, default 1000 */
+    /* Also a snapshot once this many bytes of entries (default 64 MiB) and twice the last
+     * snapshot's size have been logged since the last one; then at most a quarter of it is
+     * kept behind the snapshot. Bounds a log of large entries (file data). */
+    uint64_t snapshot_bytes;
     /* Writes carrying more than SERVER_LOW_SPACE_ALLOWANCE bytes of values are refused with
      * RFS_ENOSPC while the data directory's file system has less than this free (MiB;
      * default 64, 0: never). Smaller ones (metadata: deleting, renaming, truncating) go on,

@@ -45,6 +45,11 @@ struct rfs_sm_ops {
      * quickly when there is nothing to do. Returns 0, or an error the server stops on. */
     int (*housekeep)(void *sm, char *errmsg);
 
+    /* Optional (NULL: unknown). About how many bytes a snapshot of the state would take now
+     * (cheap: no scan), so that a state that shrank well below its last snapshot gets a new,
+     * small one and the old one's disk space back. */
+    uint64_t (*size_estimate)(void *sm);
+
     /* Optional (NULL: none). For statistics (KV_SPACE, server/usage.h): how many keys of the
      * replicated data start with prefix[0..len), as of the last apply, into *n; *exact = 0
      * when part of it was estimated. Must be quick (it runs on the event loop). Returns 0,

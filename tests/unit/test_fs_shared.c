@@ -125,12 +125,16 @@ static int child_wait(pid_t pid)
 
 /* ---- the fixture ---- */
 
+/* Unlinked files are deleted 2 s after the unlink when no mount has them open (fs/orphan.h):
+ * the df test waits for the inode count to come back. */
+static const char *const mount_args[] = {"--orphan-grace-ms", "2000", NULL};
+
 static int setup(void **state)
 {
     struct shared *s = calloc(1, sizeof *s);
     char errmsg[RFS_ERRMSG_SIZE];
     *state = s;
-    if (s == NULL || mount_fixture_start(&s->a, "raftfs-shared", NULL, NULL) != 0) {
+    if (s == NULL || mount_fixture_start(&s->a, "raftfs-shared", NULL, mount_args) != 0) {
         return -1;
     }
     if (s->a.skipped) {
@@ -138,8 +142,8 @@ static int setup(void **state)
     }
     snprintf(s->mnt_b, sizeof s->mnt_b, "%s/m2", s->a.dir);
     snprintf(s->log_b, sizeof s->log_b, "%s/mount2.log", s->a.dir);
-    if (mount_helper_start(s->a.bin, s->a.s.meta.group, s->mnt_b, s->log_b, &s->pid_b, errmsg) !=
-        0) {
+    if (mount_helper_start_args(s->a.bin, s->a.s.meta.group, s->mnt_b, mount_args, s->log_b,
+                                &s->pid_b, errmsg) != 0) {
         fprintf(stderr, "setup: mount B: %s\n", errmsg);
         mount_helper_dump_log(s->log_b);
         return -1;
@@ -632,8 +636,9 @@ static void test_df_reports_the_clusters_space_and_inodes(void **state)
         snprintf(p, sizeof p, "df/f%02d", i);
         assert_int_equal(unlink(at(s->mnt_b, p, pb, sizeof pb)), 0);
     }
+    /* They are orphans until a collector deletes them: 2 s of grace, a scan every 2 s. */
     want = base.files_used;
-    if (!df_until(s->a.mnt, 5000, &d, files_at_most, &want)) {
+    if (!df_until(s->a.mnt, 10000, &d, files_at_most, &want)) {
         fail_msg("df -i: %llu inodes used after unlinking, %llu before",
                  (unsigned long long)d.files_used, (unsigned long long)base.files_used);
     }
