@@ -1127,8 +1127,10 @@ int kv_client_status(struct kv_client *c, unsigned server, struct kv_server_stat
         snprintf(st->error, sizeof st->error, "no server %u in this client", server);
         return RFS_EINVAL;
     }
-    /* A fresh connection may still be opening: give it a few tries. */
-    for (int i = 0; i < 5; i++) {
+    /* A fresh connection may still be opening (or waiting out a reconnect backoff after the
+     * server came up late): keep trying for one attempt's time. */
+    unsigned tries = c->o.attempt_ms / 50 > 5 ? c->o.attempt_ms / 50 : 5;
+    for (unsigned i = 0; i < tries; i++) {
         rv = attempt(c, server, RAFTFS__FRAME_TYPE__FRAME_STATUS_REQUEST, buf, len, &reply,
                      &reply_len);
         if (rv != RFS_EUNAVAIL) {

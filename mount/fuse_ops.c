@@ -463,6 +463,17 @@ static void forget_cached_attrs(struct mount_ctx *m, uint64_t ino)
     }
 }
 
+/* An O_APPEND handle bypasses the page cache. Through the page cache the kernel may hand one
+ * write(2) over as several write requests (it cuts at a page it has not cached and does not
+ * fill), and anything that syncs the handle in between (an open, lookup or getattr of the
+ * file here) would let another mount's append land inside the record. A direct write comes
+ * whole, up to max_write (1 MiB), and is appended whole. It also keeps the kernel from
+ * caching pages at offsets that are not where the bytes went. */
+static int appends_whole(int flags)
+{
+    return (flags & O_APPEND) != 0;
+}
+
 /* Open the file a describes (a is updated if O_TRUNC truncates it) into fi->fh. */
 static int do_open(fuse_req_t req, struct rfs_attr *a, struct fuse_file_info *fi)
 {
@@ -495,6 +506,7 @@ static int do_open(fuse_req_t req, struct rfs_attr *a, struct fuse_file_info *fi
     }
     fi->fh = (uintptr_t)o;
     fi->keep_cache = 0;
+    fi->direct_io = appends_whole(fi->flags);
     forget_cached_attrs(m, a->ino); /* close-to-open: see the top of this file */
     return 0;
 }
@@ -542,6 +554,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     }
     fi->fh = (uintptr_t)o;
     fi->keep_cache = 0;
+    fi->direct_io = appends_whole(fi->flags);
     return 0;
 }
 
