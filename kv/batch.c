@@ -186,7 +186,7 @@ int kv_batch_get(struct kv_batch *b, const void *key, size_t klen, int *found, s
         return rfs_ldb_error(err, errmsg, "leveldb get");
     }
     *found = val != NULL;
-    if (val != NULL && b->db->blobs != NULL && kv_blob_is_ptr(val, len)) {
+    if (val != NULL && b->db->blobs != NULL && kv_blob_is_ptr(key, klen, val, len)) {
         int rv = kv_blobs_read(b->db->blobs, val, &out->own, &out->len, errmsg);
         leveldb_free(val);
         out->data = out->own;

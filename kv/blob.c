@@ -292,9 +292,10 @@ int kv_blob_wanted(const void *key, size_t klen, size_t vlen)
            vlen >= KV_VERSION_LEN + KV_BLOB_MIN;
 }
 
-int kv_blob_is_ptr(const void *val, size_t len)
+int kv_blob_is_ptr(const void *key, size_t klen, const void *val, size_t len)
 {
-    return len == KV_BLOB_PTR_LEN && (((const unsigned char *)val)[7] & 0x80) != 0;
+    return klen > 0 && ((const char *)key)[0] == KV_PREFIX_DATA && len == KV_BLOB_PTR_LEN &&
+           (((const unsigned char *)val)[7] & 0x80) != 0;
 }
 
 int kv_blobs_append(struct kv_blobs *bs, const void *val, size_t len, unsigned char *ptr,
@@ -490,7 +491,7 @@ static int scan_pointers(struct kv_blobs *bs, struct rfs_ldb *db, leveldb_writeb
         if (klen == 0 || key[0] != KV_PREFIX_DATA) {
             break;
         }
-        if (!kv_blob_is_ptr(val, vlen)) {
+        if (!kv_blob_is_ptr(key, klen, val, vlen)) {
             continue;
         }
         f = file_find(bs, rfs_get_le32((const unsigned char *)val + 8));

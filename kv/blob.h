@@ -41,8 +41,9 @@ void kv_blobs_close(struct kv_blobs *bs);
  * KV_BLOB_MIN bytes after its version. */
 int kv_blob_wanted(const void *key, size_t klen, size_t vlen);
 
-/* Whether a stored data value is a pointer. */
-int kv_blob_is_ptr(const void *val, size_t len);
+/* Whether the value stored under LevelDB key key is a pointer: only a data key's can be (a lock
+ * record or a session may well be 28 bytes with bit 63 of its first word set). */
+int kv_blob_is_ptr(const void *key, size_t klen, const void *val, size_t len);
 
 /* Append the user bytes of a data value (val = version | bytes, len >= 8) and write its
  * pointer (KV_BLOB_PTR_LEN bytes) to ptr. Returns 0, RFS_EIO or RFS_ENOSPC. */

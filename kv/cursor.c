@@ -59,7 +59,7 @@ static void cursor_settle(struct kv_cursor *c)
             c->key = lk;
             c->klen = llen;
             c->val = leveldb_iter_value(c->it, &c->vlen);
-            if (c->blobs != NULL && kv_blob_is_ptr(c->val, c->vlen)) {
+            if (c->blobs != NULL && kv_blob_is_ptr(c->key, c->klen, c->val, c->vlen)) {
                 cursor_resolve(c);
             }
             return;

@@ -21,6 +21,9 @@ struct mount_open_file {
      * handle (rfs_malloc'd), for its release (mount/locks.c). */
     uint64_t *lock_owners;
     unsigned n_lock_owners, cap_lock_owners;
+    /* An O_APPEND (direct_io) handle on a setuid or setgid file: its first write by a caller
+     * other than root clears the bits here (mount/fuse_ops.c, kill_setid_on_write). */
+    bool kill_setid;
 };
 
 /* A handle on ino (flags: open(2)'s), listed; NULL when out of memory. */

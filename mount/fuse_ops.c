@@ -105,18 +105,25 @@ static void cred_of(fuse_req_t req, struct rfs_cred *c)
     }
 }
 
+static bool cred_in_group(const struct rfs_cred *c, gid_t gid)
+{
+    bool in_group = gid == c->gid;
+    for (unsigned i = 0; i < c->n_groups && !in_group; i++) {
+        in_group = c->groups[i] == gid;
+    }
+    return in_group;
+}
+
 /* Whether c may access a with mask (R_OK | W_OK | X_OK), by the mode bits. */
 static bool may_access(const struct rfs_cred *c, const struct rfs_attr *a, int mask)
 {
     uint32_t bits;
-    bool in_group = a->gid == c->gid;
+    bool in_group;
     if (c->uid == 0) {
         /* root: everything, but execute only if some x bit is set (or a directory) */
         return !(mask & X_OK) || S_ISDIR(a->mode) || (a->mode & 0111);
     }
-    for (unsigned i = 0; i < c->n_groups && !in_group; i++) {
-        in_group = c->groups[i] == a->gid;
-    }
+    in_group = cred_in_group(c, a->gid);
     if (a->uid == c->uid) {
         bits = (a->mode >> 6) & 7;
     } else if (in_group) {
@@ -507,6 +514,7 @@ static int do_open(fuse_req_t req, struct rfs_attr *a, struct fuse_file_info *fi
     fi->fh = (uintptr_t)o;
     fi->keep_cache = 0;
     fi->direct_io = appends_whole(fi->flags);
+    o->kill_setid = fi->direct_io && (a->mode & (S_ISUID | S_ISGID)) != 0;
     forget_cached_attrs(m, a->ino); /* close-to-open: see the top of this file */
     return 0;
 }
@@ -555,6 +563,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     fi->fh = (uintptr_t)o;
     fi->keep_cache = 0;
     fi->direct_io = appends_whole(fi->flags);
+    o->kill_setid = fi->direct_io && (a->mode & (S_ISUID | S_ISGID)) != 0;
     return 0;
 }
 
@@ -601,11 +610,48 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     rfs_free(buf);
 }
 
+/* The kernel clears setuid and setgid on a write through the page cache, but leaves it to the
+ * filesystem on a direct write (FUSE_WRITE_KILL_SUIDGID, which libfuse does not pass on), so
+ * for O_APPEND handles (direct_io) it is done here, by the rule the kernel applies: a writer
+ * without CAP_FSETID (taken to be everyone but root) clears setuid, and setgid when the file is
+ * group-executable or the writer is not in its group. Once per handle. */
+static void kill_setid_on_write(fuse_req_t req, fuse_ino_t ino, struct mount_open_file *o)
+{
+    struct mount_ctx *m = ctx_of(req);
+    static const struct rfs_cred root = {0};
+    struct rfs_attr a, in;
+    struct rfs_cred cred;
+    uint32_t mode;
+    int rv;
+    cred_of(req, &cred);
+    if (cred.uid == 0) {
+        return;
+    }
+    o->kill_setid = false;
+    rv = rfs_fs_getattr(m->fs, ino, &a);
+    if (rv != 0) {
+        return; /* the write that follows meets the same error */
+    }
+    mode = a.mode & ~(uint32_t)S_ISUID;
+    if ((a.mode & S_ISGID) && ((a.mode & S_IXGRP) || !cred_in_group(&cred, a.gid))) {
+        mode &= ~(uint32_t)S_ISGID;
+    }
+    if (mode == a.mode) {
+        return;
+    }
+    memset(&in, 0, sizeof in);
+    in.mode = mode;
+    rv = rfs_fs_setattr(m->fs, ino, &in, RFS_SET_MODE, &root, &a);
+    if (rv != 0) {
+        rfs_warnf("mount: clearing setuid/setgid of %llx on a write: %s", (unsigned long long)ino,
+                  strerror(-rv));
+    }
+}
+
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
     int rv;
-    (void)ino;
     if (off < 0) {
         fuse_reply_err(req, EINVAL);
         return;
@@ -618,6 +664,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
      * pays for a walk of the bucket; alternating writers for a sync at each switch. Their
      * errors are theirs to report. */
     mount_files_flush_others(ctx_of(req), file_of(fi));
+    if (file_of(fi)->kill_setid) {
+        kill_setid_on_write(req, ino, file_of(fi));
+    }
     rv = rfs_file_write(file_of(fi)->f, (uint64_t)off, buf, size);
     if (rv != 0) {
         fuse_reply_err(req, -rv);

@@ -252,6 +252,45 @@ static void test_only_the_last_value_of_a_batch_is_written(void **state)
     assert_int_equal(stats(f).bytes, KV_BLOB_REC_HDR + BIG);
 }
 
+/* A lock record ('l') or any other non-data value of a pointer's length whose first word has
+ * bit 63 set (a random transaction id does, half the time) is a value, not a pointer: read
+ * back as stored, by a get and by a cursor. */
+static void test_only_data_keys_hold_pointers(void **state)
+{
+    struct fixture *f = *state;
+    static const char key[] = "l\0\0\0\x2a"
+                              "acct0";
+    size_t klen = sizeof key - 1;
+    unsigned char val[KV_BLOB_PTR_LEN];
+    struct kv_cursor c;
+    struct kv_batch b;
+    struct kv_value v;
+    int found;
+
+    memset(val, 0xab, sizeof val);
+    val[7] = 0xf1;
+    assert_int_equal(kv_batch_init(&b, &f->db, 1), 0);
+    assert_int_equal(kv_batch_put(&b, key, klen, val, sizeof val), 0);
+    assert_int_equal(kv_batch_write(&b, f->db.wopts, f->errmsg), 0);
+    kv_batch_close(&b);
+
+    kv_batch_init(&b, &f->db, 0);
+    if (kv_batch_get(&b, key, klen, &found, &v, f->errmsg) != 0) {
+        fail_msg("get: %s", f->errmsg);
+    }
+    assert_true(found);
+    assert_int_equal(v.len, sizeof val);
+    assert_memory_equal(v.data, val, sizeof val);
+    kv_value_clear(&v);
+    kv_batch_close(&b);
+
+    assert_int_equal(kv_cursor_open(&c, &f->db, f->db.ropts, "l", 1, "m", 1, NULL, 0), 0);
+    assert_true(c.valid);
+    assert_int_equal(c.vlen, sizeof val);
+    assert_memory_equal(c.val, val, sizeof val);
+    assert_int_equal(kv_cursor_close(&c, f->errmsg), 0);
+}
+
 static void flip_byte(const char *path, off_t off)
 {
     int fd = open(path, O_RDWR);
@@ -416,6 +455,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_damage_is_corruption_that_names_the_file, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_torn_tail_is_left_behind, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_only_data_keys_hold_pointers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_collector_reclaims_dead_values_and_keeps_live_ones,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_collector_waits_for_a_change, setup, teardown),
