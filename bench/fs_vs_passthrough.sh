@@ -16,7 +16,9 @@ raftfs, passthrough and the local directory (fio, psync engine, fallocate=none):
   seq read    the same file, 1 MiB blocks (page cache dropped first)
   rand read   4 KiB, a 64 MiB file, --rand-secs s, iodepth 1, numjobs 1
   rand write  4 KiB, the same file, --rand-secs s, iodepth 1, numjobs 1
-  create      --files empty files in one directory (fio ioengine=filecreate)
+  create      --files empty files in one directory (fio ioengine=filecreate); on raftfs
+              once the used space has held still for 15 s (the deleted files collected in
+              the background; at most 180 s)
   stat        stat of each (ioengine=filestat)
   unlink      unlink of each (ioengine=filedelete)
   the same three as a plain python3 loop (open+close, stat, unlink), when python3 is there:
@@ -220,6 +222,21 @@ declare -A R # R[job,target] = figure (MB/s or ops/s)
 IFS=, read -r -a TARGETS <<<"$TARGET_LIST"
 # want JOB: whether --only asks for JOB.
 want() { [[ ,$ONLY, == *,$1,* ]]; }
+
+# Wait (at most 180 s) until the used space of the filesystem under $1 has not changed for
+# 15 s (longer than raftfs-mount's 10 s orphan grace): on raftfs the data of the files just deleted is collected in the background (orphan
+# grace, then the shard servers' blob collector and a smaller snapshot), and the metadata run
+# should measure creates, not that collection running beside them. Prints the seconds waited.
+settle_space() {
+    local last= same=0 waited=0 used
+    while [ "$waited" -lt 180 ] && [ "$same" -lt 15 ]; do
+        used=$(stat -f -c '%b-%f' "$1" 2>/dev/null | awk -F- '{ print $1 - $2 }')
+        if [ "$used" = "$last" ]; then same=$((same + 1)); else same=0; last=$used; fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    echo "$waited"
+}
 declare -A DIRS=([raftfs]=$MNT_RAFTFS [passthrough]=$MNT_PT [local]=$LOCAL)
 mbps() { awk -v k="$1" 'BEGIN { printf "%.1f", k * 1024 / 1e6 }'; }
 ops() { awk -v o="$1" 'BEGIN { printf "%.0f", o }'; }
@@ -251,6 +268,9 @@ for t in "${TARGETS[@]}"; do
         rm -f "$d/rand.dat"
     fi
     want meta || continue
+    if [ "$t" = raftfs ]; then
+        echo "space settled after $(settle_space "$d") s (deleted files collected)"
+    fi
     mkdir -p "$d/meta"
     # fio counts each file of these engines as one read op.
     set -- $(run_fio "$d/meta" read --name=md --ioengine=filecreate --filesize=4k --bs=4k \
