@@ -22,19 +22,21 @@
  * of the partial block it extends. On a conflict nothing was written, and it starts again at
  * the new size. At most FS_APPEND_CHUNK bytes go in one transaction.
  *
- * Truncate: the inode first (size, mtime, ctime; one version-checked transaction), then, best
- * effort, the data past the new size goes: the block holding the new end is cut there
- * (patched as above), and the blocks wholly past it are deleted, one transaction per stripe
- * that holds any (a scan of the stripe tells; a hole costs a read, not a disk write).
- * Reads clamp to the size, so data that a crash between the two (or a failed cleanup) leaves
- * past the size is never read while the size stays. But a later write or truncate that
- * extends the file over such a whole block makes it readable again (a write rewrites only
- * the blocks it touches), and a write racing a truncate of the same range from elsewhere can
- * lose blocks it put before its inode committed. The design's answer is a record of the
- * work in the truncate's transaction and a background collector (DESIGN.md, "Deleting or
- * truncating a file records the work"): future work, issue 7. The cleanup also stops after
- * TRUNC_MAX_STRIPES stripes (16 GiB: shrinking a huge sparse file costs a scan per MiB) and
- * logs what it left, with the same caveat.
+ * Truncate: the inode first (size, mtime, ctime; one version-checked transaction), then the
+ * data past the new size goes: the block holding the new end is cut there (patched as above),
+ * and the blocks wholly past it are deleted, one transaction per stripe that holds any (a
+ * scan of the stripe tells; a hole costs a read, not a disk write). Reads clamp to the size,
+ * so data past it is never read while the size stays; but a later write or truncate that
+ * extends the file over it would make it readable again. So a shrinking truncate writes, in
+ * the inode's own transaction (same bucket), a reclaim record r{pppp} ino nonce holding the
+ * old end, and deletes it once the cleanup has finished. A truncate whose process stopped in
+ * between, or whose cleanup failed part-way (or stopped after TRUNC_MAX_STRIPES stripes: 16
+ * GiB, a scan per MiB), leaves the record, and a mount's collector (fs/orphan.c) finishes the
+ * job once the record is older than the orphan grace period: it cuts and deletes what lies
+ * past the size the file has then, up to the old end (fs_data_reclaim). Left alone: a write
+ * racing a truncate of the same range from elsewhere can lose blocks it put before its inode
+ * committed, and so can a write that extends the file while the collector finishes an
+ * interrupted truncate of it.
  *
  * Block count (st_blocks) is approximate: a write counts the blocks it creates, that is a
  * partial block it found missing and a whole block at or past the old end of the file
@@ -44,6 +46,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -520,23 +523,25 @@ static int drop_stripe(struct rfs_fs *fs, uint64_t ino, uint64_t first, uint64_t
     return rv;
 }
 
-/* After a shrink from old to size: cut the block holding the new end, delete the blocks
- * wholly past it, one transaction per stripe that has any (a scan tells, which costs no
- * disk write: a hole is cheap to skip). Best effort: failures are logged. */
-static void truncate_cleanup(struct rfs_fs *fs, uint64_t ino, uint64_t size, uint64_t old)
+/* After a shrink to size: cut the block holding the new end, delete the blocks wholly past
+ * it up to block end, one transaction per stripe that has any (a scan tells, which costs no
+ * disk write: a hole is cheap to skip). Returns 0 when all of it went; else -EIO after
+ * logging what was left (the reclaim record keeps it for the collector). */
+static int truncate_cleanup(struct rfs_fs *fs, uint64_t ino, uint64_t size, uint64_t end)
 {
     char errmsg[RFS_ERRMSG_SIZE];
-    uint64_t blk = blocks_spanned(size), end = blocks_spanned(old);
+    uint64_t blk = blocks_spanned(size);
     unsigned stripes = 0;
-    int rv;
+    int rv, bad = 0;
 
-    if (size % FS_BLOCK_SIZE != 0) {
+    if (size % FS_BLOCK_SIZE != 0 && size / FS_BLOCK_SIZE < end) {
         rv = block_patch(fs, ino, size / FS_BLOCK_SIZE, (size_t)(size % FS_BLOCK_SIZE), NULL, 0,
                          NULL);
         if (rv != 0) {
             rfs_warnf("fs: truncating %llx: block %llu keeps its bytes past the size (%s)",
                       (unsigned long long)ino, (unsigned long long)(size / FS_BLOCK_SIZE),
                       strerror(-rv));
+            bad = 1;
         }
     }
     for (; blk < end; stripes++) {
@@ -545,7 +550,7 @@ static void truncate_cleanup(struct rfs_fs *fs, uint64_t ino, uint64_t size, uin
             rfs_warnf("fs: truncating %llx: blocks %llu to %llu left for the collector",
                       (unsigned long long)ino, (unsigned long long)blk,
                       (unsigned long long)end - 1);
-            return;
+            return -EIO;
         }
         stop = stop < end ? stop : end;
         blk = stop;
@@ -554,8 +559,86 @@ static void truncate_cleanup(struct rfs_fs *fs, uint64_t ino, uint64_t size, uin
             rfs_warnf("fs: truncating %llx: deleting blocks %llu to %llu: %s",
                       (unsigned long long)ino, (unsigned long long)first,
                       (unsigned long long)stop - 1, errmsg);
+            bad = 1;
         }
     }
+    return bad ? -EIO : 0;
+}
+
+/* A reclaim record's value: the block past the last one to delete, then the wall-clock ms of
+ * the truncate (both u64 big-endian). */
+#define RECLAIM_LEN 16
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void reclaim_value(unsigned char *v, uint64_t end, uint64_t when)
+{
+    for (int i = 0; i < 8; i++) {
+        v[i] = (unsigned char)(end >> (56 - 8 * i));
+        v[8 + i] = (unsigned char)(when >> (56 - 8 * i));
+    }
+}
+
+int fs_reclaim_parse(const void *val, size_t len, uint64_t *end, uint64_t *when)
+{
+    const unsigned char *v = val;
+    if (len != RECLAIM_LEN) {
+        return -1;
+    }
+    *end = *when = 0;
+    for (int i = 0; i < 8; i++) {
+        *end = *end << 8 | v[i];
+        *when = *when << 8 | v[8 + i];
+    }
+    return 0;
+}
+
+/* A nonce for a reclaim key: two truncates of one file never share a record. */
+static uint64_t reclaim_nonce(uint64_t ino)
+{
+    uint64_t n = 0;
+    if (getrandom(&n, sizeof n, 0) != (ssize_t)sizeof n) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        n = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
+            (ino * 0x9E3779B97F4A7C15ull);
+    }
+    return n;
+}
+
+int fs_data_reclaim(struct rfs_fs *fs, uint64_t ino, uint64_t end)
+{
+    char errmsg[RFS_ERRMSG_SIZE];
+    struct fs_inode in;
+    int rv = fs_inode_get(fs, ino, &in);
+    if (rv == -ENOENT) {
+        /* deleted since: whatever of its blocks is left goes */
+        rv = fs_data_drop(fs, ino, 0, end, errmsg);
+        if (rv != 0) {
+            rfs_warnf("fs: reclaiming the data of deleted file %llx: %s", (unsigned long long)ino,
+                      errmsg);
+        }
+        return rv;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (S_ISREG(in.a.mode) && in.a.size < end * FS_BLOCK_SIZE) {
+        /* from the size the file has now: what a write put back since is the file's */
+        rv = truncate_cleanup(fs, ino, in.a.size, end);
+    }
+    fs_inode_clear(&in);
+    return rv;
+}
+
+void fs_data_skip_truncate_cleanup(struct rfs_fs *fs, bool skip)
+{
+    fs->skip_truncate_cleanup = skip;
 }
 
 int fs_data_drop(struct rfs_fs *fs, uint64_t ino, uint64_t blk, uint64_t end, char *errmsg)
@@ -575,8 +658,9 @@ int fs_data_drop(struct rfs_fs *fs, uint64_t ino, uint64_t blk, uint64_t end, ch
 
 int rfs_fs_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
 {
-    char key[FS_KEY_MAX], errmsg[RFS_ERRMSG_SIZE];
-    size_t klen = fs_key_inode(key, ino);
+    char key[FS_KEY_MAX], rkey[FS_KEY_MAX], errmsg[RFS_ERRMSG_SIZE];
+    size_t klen = fs_key_inode(key, ino), rklen = 0;
+    unsigned char rval[RECLAIM_LEN];
     uint64_t old = 0;
     int rv = -EIO;
 
@@ -585,7 +669,8 @@ int rfs_fs_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
     }
     for (int i = 0; i < RETRIES; i++) {
         struct kv_txn_read rd = {.key = key, .klen = klen};
-        struct kv_txn_write wr = {.key = key, .klen = klen};
+        struct kv_txn_write wr[2] = {{.key = key, .klen = klen}};
+        unsigned nw = 1;
         struct fs_inode in;
         rv = regular_get(fs, ino, &in);
         if (rv != 0) {
@@ -598,14 +683,25 @@ int rfs_fs_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
             in.a.blocks = blocks_spanned(size) * UNITS;
         }
         in.a.mtime_ns = in.a.ctime_ns = fs_now_ns();
-        rv = fs_inode_pack(&in, (void **)&wr.value, &wr.vlen);
+        rv = fs_inode_pack(&in, (void **)&wr[0].value, &wr[0].vlen);
         fs_inode_clear(&in);
         if (rv != 0) {
             return rv;
         }
-        rv = kv_client_txn(fs->kv, &rd, 1, &wr, 1, errmsg);
+        if (size < old) {
+            /* The data past the new size goes after this commits; until it has, a record in
+             * the inode's bucket (so in this one-group transaction) says what is left, for the
+             * collector if this process stops first. */
+            if (rklen == 0) {
+                rklen = fs_key_reclaim(rkey, ino, reclaim_nonce(ino));
+            }
+            reclaim_value(rval, blocks_spanned(old), wall_ms());
+            wr[nw++] = (struct kv_txn_write){
+                .key = rkey, .klen = rklen, .value = rval, .vlen = sizeof rval};
+        }
+        rv = kv_client_txn(fs->kv, &rd, 1, wr, nw, errmsg);
         fs_changed(fs);
-        rfs_free((void *)wr.value);
+        rfs_free((void *)wr[0].value);
         if (rv != RFS_ECONFLICT) {
             if (rv != 0) {
                 rfs_warnf("fs: truncating %llx: %s", (unsigned long long)ino, errmsg);
@@ -616,8 +712,11 @@ int rfs_fs_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
         rv = -EIO;
         backoff(i);
     }
-    if (rv == 0 && size < old) {
-        truncate_cleanup(fs, ino, size, old);
+    if (rv == 0 && size < old && !fs->skip_truncate_cleanup &&
+        truncate_cleanup(fs, ino, size, blocks_spanned(old)) == 0 &&
+        kv_client_delete(fs->kv, rkey, rklen, NULL, errmsg) != 0) {
+        rfs_warnf("fs: truncating %llx: the reclaim record stays for the collector: %s",
+                  (unsigned long long)ino, errmsg);
     }
     return rv;
 }

@@ -37,4 +37,13 @@ int fs_data_commit(struct rfs_fs *fs, struct fs_inode *in, uint64_t end, uint64_
  * -errno with errmsg. */
 int fs_data_drop(struct rfs_fs *fs, uint64_t ino, uint64_t blk, uint64_t end, char *errmsg);
 
+/* Finish a truncate that left a reclaim record (r{pppp} ino nonce) saying blocks below end
+ * may hold data past the size: cut and delete what lies past the file's size now (all of
+ * it if the file is gone). Returns 0 when nothing is left, or -errno (logged). */
+int fs_data_reclaim(struct rfs_fs *fs, uint64_t ino, uint64_t end);
+/* A reclaim record's value: 0 with the end block and the truncate's wall-clock ms, or -1. */
+int fs_reclaim_parse(const void *val, size_t len, uint64_t *end, uint64_t *when);
+/* Tests: make shrinking truncates stop after their inode commit (a crash there). */
+void fs_data_skip_truncate_cleanup(struct rfs_fs *fs, bool skip);
+
 #endif

@@ -44,6 +44,9 @@ struct rfs_fs {
      * NULL until then. */
     struct fs_locks *locks;
     struct fs_space space; /* statfs (fs/space.c) */
+    /* Tests only (fs_data_skip_truncate_cleanup): a shrinking truncate stops after its inode
+     * commit, as if its process had died there. */
+    bool skip_truncate_cleanup;
 };
 
 struct fs_lease;

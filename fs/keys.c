@@ -156,6 +156,18 @@ int fs_key_orphan_ino(const void *key, size_t klen, uint64_t *ino)
     return key_ino(key, klen, 'o', ino);
 }
 
+size_t fs_key_reclaim(char *out, uint64_t ino, uint64_t nonce)
+{
+    size_t n = head(out, 'r', fs_placement(ino));
+    n += put_be64(out + n, ino);
+    return n + put_be64(out + n, nonce);
+}
+
+int fs_key_reclaim_ino(const void *key, size_t klen, uint64_t *ino)
+{
+    return klen == 23 ? key_ino(key, 15, 'r', ino) : -1;
+}
+
 size_t fs_key_holds_first(char *out, uint64_t ino)
 {
     size_t n = head(out, 'h', fs_placement(ino));

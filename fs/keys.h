@@ -9,6 +9,8 @@
  *   x{pppp} ino name            an extended attribute
  *   o{pppp} ino                 an orphan: a file unlinked while it may be open
  *   h{pppp} ino mount           a mount's hold on an orphan it has open
+ *   r{pppp} ino nonce           data past a file's size that a truncate still has to
+ *                               delete (fs/data.c, "Truncate")
  *   k{pppp} ino                 the inode's file locks (fs/lock_list.h)
  *   s{leases} mount             a mount's lease (fs/lease.h); all in one bucket, so that
  *                               one scan finds every mount's
@@ -67,6 +69,13 @@ size_t fs_key_orphan(char *out, uint64_t ino);
 #define FS_KEY_ORPHANS_END   "o|" /* '|' follows '{' */
 /* The inode number of an orphan key: 0, or -1 if key is not one. */
 int fs_key_orphan_ino(const void *key, size_t klen, uint64_t *ino);
+/* A truncate's reclaim record: r{pppp} ino nonce (the inode's bucket; the nonce keeps two
+ * truncates' records apart); the bounds of all of them; the inode of one (0, or -1 if key
+ * is not one). */
+size_t fs_key_reclaim(char *out, uint64_t ino, uint64_t nonce);
+#define FS_KEY_RECLAIMS_FIRST "r{"
+#define FS_KEY_RECLAIMS_END   "r|"
+int fs_key_reclaim_ino(const void *key, size_t klen, uint64_t *ino);
 /* A mount's hold on an orphan it has open: h{pppp} ino mount (the inode's bucket); the
  * bounds of ino's holds; the mount of a hold key (0, or -1 if key is not one of ino's). */
 size_t fs_key_hold(char *out, uint64_t ino, uint64_t mount);

@@ -4,7 +4,9 @@
  * became orphans here (or were found to be by a scan): the last close of such an inode queues
  * its deletion. The collector thread deletes what is queued at once, and every scan_ms scans
  * each group's own buckets for orphan records (kv_client_scan_group): a record older than
- * grace_ms whose file is not open here is deleted. */
+ * grace_ms whose file is not open here is deleted. The same scan finishes truncates that
+ * stopped before deleting the data past the new size: their reclaim records older than
+ * grace_ms (fs/data.c, "Truncate"). */
 #include "orphan.h"
 
 #include <errno.h>
@@ -317,43 +319,80 @@ static int purge_queued(struct fs_orphans *o)
     }
 }
 
-/* One group's orphan records, SCAN_BATCH at a time: delete those old enough and not open
- * here. Returns how many went, or -errno. */
-static int scan_group(struct fs_orphans *o, uint64_t gid, uint64_t now, unsigned grace_ms)
+static bool past_grace(uint64_t now, uint64_t when, unsigned grace_ms)
+{
+    return !((now > when && now - when < grace_ms) || (now <= when && when - now < grace_ms));
+}
+
+/* An orphan record: delete the file if the record is old enough and the file not open here.
+ * Returns 1 when it went. */
+static int orphan_record(struct fs_orphans *o, const struct kv_pair *p, uint64_t now,
+                         unsigned grace_ms)
+{
+    const unsigned char *v = p->value.base;
+    uint64_t ino, when = 0;
+    if (fs_key_orphan_ino(p->key.base, p->key.len, &ino) != 0 || p->value.len != 8) {
+        return 0; /* not ours */
+    }
+    for (int b = 0; b < 8; b++) {
+        when = when << 8 | v[b];
+    }
+    if (open_here(o, ino, true)) {
+        hold(o, ino);
+        return 0;
+    }
+    if (!past_grace(now, when, grace_ms)) {
+        return 0;
+    }
+    return purge(o->fs, ino) > 0;
+}
+
+/* A truncate's reclaim record old enough that its truncate has stopped (crashed, or failed
+ * part-way): finish the deletion, then drop the record (fs/data.c, "Truncate"). Returns 1
+ * when it went. */
+static int reclaim_record(struct fs_orphans *o, const struct kv_pair *p, uint64_t now,
+                          unsigned grace_ms)
+{
+    char errmsg[RFS_ERRMSG_SIZE];
+    uint64_t ino, end, when;
+    if (fs_key_reclaim_ino(p->key.base, p->key.len, &ino) != 0 ||
+        fs_reclaim_parse(p->value.base, p->value.len, &end, &when) != 0 ||
+        !past_grace(now, when, grace_ms) || fs_data_reclaim(o->fs, ino, end) != 0) {
+        return 0;
+    }
+    if (kv_client_delete(o->fs->kv, p->key.base, p->key.len, NULL, errmsg) != 0) {
+        rfs_warnf("fs: truncated file %llx: dropping its reclaim record: %s",
+                  (unsigned long long)ino, errmsg);
+        return 0;
+    }
+    rfs_infof("fs: finished an interrupted truncate of %llx", (unsigned long long)ino);
+    return 1;
+}
+
+typedef int (*record_fn)(struct fs_orphans *o, const struct kv_pair *p, uint64_t now,
+                         unsigned grace_ms);
+
+/* One group's records in [first, end), SCAN_BATCH at a time, each handed to fn. Returns how
+ * many fn dealt with, or -errno. */
+static int scan_group(struct fs_orphans *o, uint64_t gid, const char *first, const char *end,
+                      record_fn fn, uint64_t now, unsigned grace_ms)
 {
     char lo[FS_KEY_MAX + 1], errmsg[RFS_ERRMSG_SIZE];
-    size_t lolen = strlen(FS_KEY_ORPHANS_FIRST);
+    size_t lolen = strlen(first);
     int done = 0;
-    memcpy(lo, FS_KEY_ORPHANS_FIRST, lolen);
+    memcpy(lo, first, lolen);
     for (;;) {
         struct kv_scan_result res;
         bool more;
-        int rv = kv_client_scan_group(o->fs->kv, gid, lo, lolen, FS_KEY_ORPHANS_END,
-                                      strlen(FS_KEY_ORPHANS_END), SCAN_BATCH, &res, errmsg);
+        int rv = kv_client_scan_group(o->fs->kv, gid, lo, lolen, end, strlen(end), SCAN_BATCH, &res,
+                                      errmsg);
         if (rv != 0) {
-            rfs_warnf("fs: looking for unlinked files in group %llu: %s", (unsigned long long)gid,
-                      errmsg);
+            rfs_warnf("fs: looking for unlinked files and unfinished truncates in group %llu: %s",
+                      (unsigned long long)gid, errmsg);
             return fs_errno(rv);
         }
         for (size_t i = 0; i < res.n; i++) {
-            const unsigned char *v = res.pairs[i].value.base;
-            uint64_t ino, when = 0;
-            if (fs_key_orphan_ino(res.pairs[i].key.base, res.pairs[i].key.len, &ino) != 0 ||
-                res.pairs[i].value.len != 8) {
-                continue; /* not ours */
-            }
-            for (int b = 0; b < 8; b++) {
-                when = when << 8 | v[b];
-            }
-            if (open_here(o, ino, true)) {
-                hold(o, ino);
-                continue;
-            }
-            if ((now > when && now - when < grace_ms) || (now <= when && when - now < grace_ms)) {
-                continue;
-            }
-            rv = purge(o->fs, ino);
-            done += rv > 0;
+            done += fn(o, &res.pairs[i], now, grace_ms);
         }
         more = fs_scan_next(&res, lo, &lolen);
         kv_scan_result_clear(&res);
@@ -374,7 +413,11 @@ static int pass(struct fs_orphans *o, bool scan, unsigned grace_ms)
     if (scan && kv_client_group_ids(o->fs->kv, gids, MAX_GROUPS, &n, errmsg) == 0) {
         uint64_t now = wall_ms();
         for (size_t i = 0; i < n; i++) {
-            int rv = scan_group(o, gids[i], now, grace_ms);
+            int rv = scan_group(o, gids[i], FS_KEY_ORPHANS_FIRST, FS_KEY_ORPHANS_END, orphan_record,
+                                now, grace_ms);
+            done += rv > 0 ? rv : 0;
+            rv = scan_group(o, gids[i], FS_KEY_RECLAIMS_FIRST, FS_KEY_RECLAIMS_END, reclaim_record,
+                            now, grace_ms);
             done += rv > 0 ? rv : 0;
         }
     }

@@ -22,8 +22,11 @@
 
 #include "common/crc32.h"
 #include "common/log.h"
+#include "fs/data.h"
 #include "fs/file.h"
 #include "fs/fs.h"
+#include "fs/internal.h"
+#include "fs/keys.h"
 #include "fs_fixture.h"
 #include "tests/lib/cluster.h"
 #include "tests/lib/sharded.h"
@@ -218,6 +221,85 @@ static void test_truncate_shrinks_and_grows_with_zeros(void **state)
     assert_int_equal(rfs_fs_truncate(f->fs, ino, B + 1), 0);
     memset(want, 0, 5 * B);
     expect_read(f, ino, 0, 5 * B, want, B + 1);
+    free(data);
+    free(want);
+}
+
+/* Keys stored in [lo, hi) of one bucket (at most 1000). */
+static size_t keys_in(struct fs_fixture *f, const char *lo, size_t lolen, const char *hi,
+                      size_t hilen)
+{
+    char errmsg[RFS_ERRMSG_SIZE];
+    struct kv_scan_result res;
+    size_t n;
+    if (kv_client_scan(f->fs->kv, lo, lolen, hi, hilen, 1000, &res, errmsg) != 0) {
+        fail_msg("scan: %s", errmsg);
+    }
+    n = res.n;
+    kv_scan_result_clear(&res);
+    return n;
+}
+
+/* Blocks of ino stored in [first, end), stripe by stripe (a stripe is one bucket). */
+static size_t blocks_in(struct fs_fixture *f, uint64_t ino, uint64_t first, uint64_t end)
+{
+    size_t n = 0;
+    for (uint64_t blk = first; blk < end;) {
+        uint64_t stop = (blk / FS_STRIPE_BLOCKS + 1) * FS_STRIPE_BLOCKS;
+        char lo[FS_KEY_MAX], hi[FS_KEY_MAX + 1];
+        size_t lolen, hilen;
+        stop = stop < end ? stop : end;
+        lolen = fs_key_block(lo, ino, blk);
+        hilen = fs_key_block(hi, ino, stop - 1);
+        hi[hilen++] = '\0';
+        n += keys_in(f, lo, lolen, hi, hilen);
+        blk = stop;
+    }
+    return n;
+}
+
+static size_t reclaim_records(struct fs_fixture *f, uint64_t ino)
+{
+    char lo[FS_KEY_MAX], hi[FS_KEY_MAX];
+    size_t lolen = fs_key_reclaim(lo, ino, 0), hilen = fs_key_reclaim(hi, ino + 1, 0);
+    return keys_in(f, lo, lolen, hi, hilen);
+}
+
+/* A truncate whose process stops after the inode commit (fs_data_skip_truncate_cleanup) left
+ * the data past the new size and a reclaim record; a collector pass deletes that data, cuts
+ * the block holding the end, and drops the record, so that growing the file again reads
+ * zeros, not the old bytes. A truncate that finishes leaves no record. */
+static void test_interrupted_truncate_is_finished_by_the_collector(void **state)
+{
+    struct fs_fixture *f = *state;
+    enum { NB = 40 }; /* three stripes */
+    uint64_t seed = 11, ino;
+    unsigned char *data = malloc(NB * B), *want = calloc(1, NB * B);
+    FS_SKIP_IF_NEEDED(f);
+    assert_non_null(data);
+    assert_non_null(want);
+    ino = create_file(f, "trunc-crash", S_IFREG | 0644);
+    fill_random(&seed, data, NB * B);
+    assert_int_equal(rfs_fs_write(f->fs, ino, 0, data, NB * B), 0);
+
+    fs_data_skip_truncate_cleanup(f->fs, true);
+    assert_int_equal(rfs_fs_truncate(f->fs, ino, B + 10), 0);
+    fs_data_skip_truncate_cleanup(f->fs, false);
+    assert_int_equal(size_of(f, ino), B + 10);
+    assert_int_equal(blocks_in(f, ino, 2, NB), NB - 2);
+    assert_int_equal(reclaim_records(f, ino), 1);
+
+    assert_true(fs_fixture_collect(f) >= 1);
+    assert_int_equal(blocks_in(f, ino, 2, NB), 0);
+    assert_int_equal(reclaim_records(f, ino), 0);
+    memcpy(want, data, B + 10);
+    assert_int_equal(rfs_fs_truncate(f->fs, ino, NB * B), 0);
+    expect_read(f, ino, 0, NB * B, want, NB * B);
+
+    /* finished in the call: nothing left for the collector */
+    assert_int_equal(rfs_fs_truncate(f->fs, ino, 3), 0);
+    assert_int_equal(reclaim_records(f, ino), 0);
+    assert_int_equal(blocks_in(f, ino, 1, NB), 0);
     free(data);
     free(want);
 }
@@ -763,6 +845,7 @@ int main(void)
         cmocka_unit_test(test_round_trips_across_blocks),
         cmocka_unit_test(test_sparse_file_reads_zeros),
         cmocka_unit_test(test_truncate_shrinks_and_grows_with_zeros),
+        cmocka_unit_test(test_interrupted_truncate_is_finished_by_the_collector),
         cmocka_unit_test(test_errors_and_limits),
         cmocka_unit_test(test_append_handle_writes_at_the_end),
         cmocka_unit_test(test_concurrent_appenders_never_overwrite),
