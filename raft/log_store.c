@@ -17,9 +17,10 @@
  * Snapshots. The snapshot file is written as snapshot.tmp, fsync'd, renamed and the
  * directory fsync'd. If the stored log agrees with the snapshot (same term at its index),
  * sealed segments whose entries are all covered are unlinked, oldest first, so what remains
- * is always a run of consecutive segments. If it does not agree (a follower installing its
- * leader's snapshot), a RESET record ("the log is empty after index i") is appended and
- * synced, then every older segment is unlinked.
+ * is always a run of consecutive segments; an open segment of a quarter of segment_bytes or
+ * more that the snapshot covers entirely is sealed first and goes too. If it does not agree (a
+ * follower installing its leader's snapshot), a RESET record ("the log is empty after index i") is
+ * appended and synced, then every older segment is unlinked.
  *
  * Recovery (store_recovery.c) replays the snapshot and then every segment in order into an
  * image of the stored state; see docs/storage.md for how a torn tail is told from damage.
@@ -193,6 +194,30 @@ static int store_segment_start(struct raft_store *s, char *errmsg)
     return 0;
 }
 
+/* Every segment opens with the hard state, so deleting older ones never loses it: write it
+ * into the current segment if that is still empty (no sync). */
+static int store_segment_head(struct raft_store *s, char *errmsg)
+{
+    char name[RAFT_SEGMENT_NAME_SIZE];
+    struct raft_store_segment *seg = &s->segs[s->n_segs - 1];
+    uint8_t rec[RAFT_RECORD_HARD_STATE_SIZE];
+    size_t len;
+    int rv;
+
+    if (seg->size != 0) {
+        return 0;
+    }
+    raft_segment_name(name, seg->seq);
+    len = raft_segment_encode_hard_state(rec, &s->hs_written);
+    rv = store_write(s, s->seg_fd, rec, len, 0, name, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    seg->size = len;
+    s->unsynced = true;
+    return 0;
+}
+
 /* Write the buffered records at the end of the current segment (no sync). */
 static int store_flush(struct raft_store *s, char *errmsg)
 {
@@ -209,19 +234,12 @@ static int store_flush(struct raft_store *s, char *errmsg)
             return rv;
         }
     }
+    rv = store_segment_head(s, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
     seg = &s->segs[s->n_segs - 1];
     raft_segment_name(name, seg->seq);
-    if (seg->size == 0) {
-        /* Every segment opens with the hard state, so deleting older ones never loses it. */
-        uint8_t rec[RAFT_RECORD_HARD_STATE_SIZE];
-        size_t len = raft_segment_encode_hard_state(rec, &s->hs_written);
-        rv = store_write(s, s->seg_fd, rec, len, 0, name, errmsg);
-        if (rv != 0) {
-            return rv;
-        }
-        seg->size = len;
-        s->unsynced = true;
-    }
     rv = store_write(s, s->seg_fd, s->pend, s->pend_len, seg->size, name, errmsg);
     if (rv != 0) {
         return rv;
@@ -587,6 +605,22 @@ int raft_store_snapshot_save(struct raft_store *s, const struct raft_snapshot *s
     s->snap_index = index;
     s->snap_term = snap->meta.term;
     if (match) {
+        /* The open segment is never deleted; when the snapshot covers all of a large one (the
+         * state shrank, or the writes stopped), a successor (opening with the hard state,
+         * synced) takes its place, so that its space comes back now and not once it fills. */
+        const struct raft_store_segment *last = s->n_segs > 0 ? &s->segs[s->n_segs - 1] : NULL;
+        if (last != NULL && last->max_index <= index && last->size >= s->segment_bytes / 4) {
+            rv = store_segment_start(s, errmsg);
+            if (rv == 0) {
+                rv = store_segment_head(s, errmsg);
+            }
+            if (rv == 0) {
+                rv = raft_store_sync(s, errmsg);
+            }
+            if (rv != 0) {
+                return rv;
+            }
+        }
         keep_from = 0;
         while (keep_from + 1 < s->n_segs && s->segs[keep_from].max_index <= index) {
             keep_from++;

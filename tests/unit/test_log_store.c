@@ -651,6 +651,39 @@ static void test_snapshot_save_compacts_old_segments(void **state)
     check_range(&st, 82, 82, 2);
 }
 
+/* A snapshot that covers all of a large open segment (nothing written after it) gives its
+ * space back at once: a new segment holding the hard state replaces it. */
+static void test_snapshot_covering_the_open_segment_drops_it(void **state)
+{
+    struct fixture *f = *state;
+    struct raft_snapshot snap = make_snapshot(20, 1, "at 20");
+    struct raft_store_state st;
+    char path[PATH_MAX];
+    f->segment_bytes = 1024;
+    store_open(f);
+    append_sync(f, 1, 20, 1); /* one segment, over a quarter full */
+    set_hs(f, 1, 2, 20);
+    assert_int_equal(raft_store_sync(f->s, f->errmsg), 0);
+    seg_path(f, 1, path);
+    assert_true(file_size(path) >= 256 && file_size(path) < 1024);
+    assert_int_equal(raft_store_snapshot_save(f->s, &snap, f->errmsg), 0);
+    assert_false(file_exists(path));
+    seg_path(f, 2, path);
+    assert_true(file_exists(path));
+    assert_true(file_size(path) < 256);
+    store_reopen_after_crash(f);
+    load(f, &st);
+    assert_int_equal(st.snapshot.meta.index, 20);
+    assert_int_equal(st.n_entries, 0);
+    assert_int_equal(st.hard_state.term, 1);
+    assert_int_equal(st.hard_state.vote, 2);
+    assert_int_equal(st.hard_state.commit, 20);
+    append_sync(f, 21, 22, 1);
+    store_open(f);
+    load(f, &st);
+    check_range(&st, 21, 22, 1);
+}
+
 static void test_snapshot_install_discards_mismatching_log(void **state)
 {
     struct fixture *f = *state;
@@ -1350,6 +1383,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_overwrite_suffix_is_replayed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_segments_roll_over_and_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_save_compacts_old_segments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_covering_the_open_segment_drops_it, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_install_discards_mismatching_log, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_install_past_log_end_discards_log, setup,
