@@ -30,4 +30,23 @@ static inline uint64_t rfs_get_le64(const void *p)
     return (uint64_t)rfs_get_le32(p) | (uint64_t)rfs_get_le32((const unsigned char *)p + 4) << 32;
 }
 
+/* Big-endian, for keys and values that must sort (or are compared) as bytes. */
+static inline void rfs_put_be64(void *p, uint64_t v)
+{
+    unsigned char *b = p;
+    for (int i = 0; i < 8; i++) {
+        b[i] = (unsigned char)(v >> (56 - 8 * i));
+    }
+}
+
+static inline uint64_t rfs_get_be64(const void *p)
+{
+    const unsigned char *b = p;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = v << 8 | b[i];
+    }
+    return v;
+}
+
 #endif

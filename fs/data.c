@@ -51,6 +51,7 @@
 #include <time.h>
 
 #include "../common/alloc.h"
+#include "../common/bytes.h"
 #include "../common/log.h"
 #include "data.h"
 #include "internal.h"
@@ -569,32 +570,13 @@ static int truncate_cleanup(struct rfs_fs *fs, uint64_t ino, uint64_t size, uint
  * the truncate (both u64 big-endian). */
 #define RECLAIM_LEN 16
 
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void reclaim_value(unsigned char *v, uint64_t end, uint64_t when)
-{
-    for (int i = 0; i < 8; i++) {
-        v[i] = (unsigned char)(end >> (56 - 8 * i));
-        v[8 + i] = (unsigned char)(when >> (56 - 8 * i));
-    }
-}
-
 int fs_reclaim_parse(const void *val, size_t len, uint64_t *end, uint64_t *when)
 {
-    const unsigned char *v = val;
     if (len != RECLAIM_LEN) {
         return -1;
     }
-    *end = *when = 0;
-    for (int i = 0; i < 8; i++) {
-        *end = *end << 8 | v[i];
-        *when = *when << 8 | v[8 + i];
-    }
+    *end = rfs_get_be64(val);
+    *when = rfs_get_be64((const unsigned char *)val + 8);
     return 0;
 }
 
@@ -695,7 +677,8 @@ int rfs_fs_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
             if (rklen == 0) {
                 rklen = fs_key_reclaim(rkey, ino, reclaim_nonce(ino));
             }
-            reclaim_value(rval, blocks_spanned(old), wall_ms());
+            rfs_put_be64(rval, blocks_spanned(old));
+            rfs_put_be64(rval + 8, (uint64_t)fs_now_ns() / 1000000u);
             wr[nw++] = (struct kv_txn_write){
                 .key = rkey, .klen = rklen, .value = rval, .vlen = sizeof rval};
         }

@@ -158,20 +158,25 @@ uint16_t fs_new_placement(uint64_t id)
     return (uint16_t)rfs_crc32(0, b, sizeof b);
 }
 
-bool fs_may(const struct rfs_cred *cred, const struct rfs_attr *a, int mask)
+bool rfs_cred_in_group(const struct rfs_cred *c, uint32_t gid)
+{
+    bool in_group = c->gid == gid;
+    for (unsigned i = 0; i < c->n_groups && !in_group; i++) {
+        in_group = c->groups[i] == gid;
+    }
+    return in_group;
+}
+
+bool rfs_cred_may(const struct rfs_cred *cred, const struct rfs_attr *a, int mask)
 {
     uint32_t bits;
-    bool in_group = a->gid == cred->gid;
     if (cred->uid == 0) {
         /* root: everything, but execute only if some x bit is set (or a directory) */
         return !(mask & 1) || S_ISDIR(a->mode) || (a->mode & 0111);
     }
-    for (unsigned i = 0; i < cred->n_groups && !in_group; i++) {
-        in_group = cred->groups[i] == a->gid;
-    }
     if (a->uid == cred->uid) {
         bits = (a->mode >> 6) & 7;
-    } else if (in_group) {
+    } else if (rfs_cred_in_group(cred, a->gid)) {
         bits = (a->mode >> 3) & 7;
     } else {
         bits = a->mode & 7;

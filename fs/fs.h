@@ -57,6 +57,12 @@ struct rfs_attr {
     int64_t ctime_ns;
 };
 
+/* Whether c has gid as its group or as one of its supplementary groups. */
+bool rfs_cred_in_group(const struct rfs_cred *c, uint32_t gid);
+/* Whether c may access an inode with attributes a by their mode bits, mask R_OK | W_OK |
+ * X_OK (root: everything, but execute only if some x bit is set, or a directory). */
+bool rfs_cred_may(const struct rfs_cred *c, const struct rfs_attr *a, int mask);
+
 /* What rfs_fs_setattr changes (FUSE_SET_ATTR_* of the same meaning). */
 enum {
     RFS_SET_MODE = 1 << 0,

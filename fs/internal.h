@@ -98,7 +98,4 @@ struct txnb;
  * list. Returns 0 or -errno. */
 int fs_xattr_drop_all(struct rfs_fs *fs, struct txnb *t, uint64_t ino);
 
-/* Whether cred may access an inode with the given mask (R_OK | W_OK | X_OK). */
-bool fs_may(const struct rfs_cred *cred, const struct rfs_attr *a, int mask);
-
 #endif

@@ -4,11 +4,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../common/bytes.h"
+
 static size_t put_be64(char *out, uint64_t v)
 {
-    for (int i = 0; i < 8; i++) {
-        out[i] = (char)(v >> (56 - 8 * i));
-    }
+    rfs_put_be64(out, v);
     return 8;
 }
 
@@ -85,10 +85,7 @@ int fs_key_lease_mount(const void *key, size_t klen, uint64_t *mount)
     if (klen != 17 || memcmp(k, "s{leases}", 9) != 0) {
         return -1;
     }
-    *mount = 0;
-    for (int i = 0; i < 8; i++) {
-        *mount = *mount << 8 | k[9 + i];
-    }
+    *mount = rfs_get_be64(k + 9);
     return 0;
 }
 
@@ -129,14 +126,10 @@ int fs_key_dirent_name(const void *key, size_t klen, uint64_t dir, const char **
 static int key_ino(const void *key, size_t klen, char kind, uint64_t *ino)
 {
     const unsigned char *k = key;
-    uint64_t v = 0;
     if (klen != 15 || k[0] != (unsigned char)kind || k[1] != '{' || k[6] != '}') {
         return -1;
     }
-    for (int i = 0; i < 8; i++) {
-        v = v << 8 | k[7 + i];
-    }
-    *ino = v;
+    *ino = rfs_get_be64(k + 7);
     return 0;
 }
 
@@ -189,14 +182,9 @@ int fs_key_hold_mount(const void *key, size_t klen, uint64_t ino, uint64_t *moun
 {
     char first[FS_KEY_MAX];
     size_t n = fs_key_holds_first(first, ino);
-    const unsigned char *k = key;
-    uint64_t v = 0;
     if (klen != n + 8 || memcmp(key, first, n) != 0) {
         return -1;
     }
-    for (int i = 0; i < 8; i++) {
-        v = v << 8 | k[n + i];
-    }
-    *mount = v;
+    *mount = rfs_get_be64((const unsigned char *)key + n);
     return 0;
 }

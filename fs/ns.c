@@ -78,20 +78,6 @@ int rfs_fs_lookup(struct rfs_fs *fs, uint64_t parent, const char *name, struct r
     return rv;
 }
 
-/* Whether cred has gid as its group or a supplementary group. */
-static bool in_group(const struct rfs_cred *cred, uint32_t gid)
-{
-    if (cred->gid == gid) {
-        return true;
-    }
-    for (unsigned i = 0; i < cred->n_groups; i++) {
-        if (cred->groups[i] == gid) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* The parent directory for a change of its entries: it must be a directory the caller may
  * write and search. cached: take it from the directory cache if it is there (the
  * transaction checks its version; a refusal is only ever made on a fresh read). */
@@ -100,7 +86,7 @@ static int writable_dir(struct rfs_fs *fs, uint64_t dir, const struct rfs_cred *
 {
     int rv;
     if (cached && fs_dircache_get(&fs->dirs, dir, out) == 0) {
-        if (cred == NULL || fs_may(cred, &out->a, W_OK | X_OK)) {
+        if (cred == NULL || rfs_cred_may(cred, &out->a, W_OK | X_OK)) {
             return 0;
         }
         fs_inode_clear(out);
@@ -114,7 +100,7 @@ static int writable_dir(struct rfs_fs *fs, uint64_t dir, const struct rfs_cred *
         return -ENOTDIR;
     }
     fs_dircache_put(&fs->dirs, out);
-    if (cred != NULL && !fs_may(cred, &out->a, W_OK | X_OK)) {
+    if (cred != NULL && !rfs_cred_may(cred, &out->a, W_OK | X_OK)) {
         fs_inode_clear(out);
         return -EACCES;
     }
@@ -190,7 +176,7 @@ static int create_once(struct rfs_fs *fs, uint64_t parent, const char *name, uin
         if (is_dir) {
             child.a.mode |= S_ISGID;
         } else if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP) && cred->uid != 0 &&
-                   !in_group(cred, dir.a.gid)) {
+                   !rfs_cred_in_group(cred, dir.a.gid)) {
             child.a.mode &= ~(uint32_t)S_ISGID;
         }
     }
@@ -588,8 +574,8 @@ static int rename_once(struct rfs_fs *fs, uint64_t parent, const char *name, uin
     }
     /* A directory that changes parent rewrites its "..": it must be writable. */
     if (cred != NULL && !same &&
-        ((src_dir && !fs_may(cred, &src.node.a, W_OK)) ||
-         ((flags & RENAME_EXCHANGE) && dst_dir && !fs_may(cred, &dst.node.a, W_OK)))) {
+        ((src_dir && !rfs_cred_may(cred, &src.node.a, W_OK)) ||
+         ((flags & RENAME_EXCHANGE) && dst_dir && !rfs_cred_may(cred, &dst.node.a, W_OK)))) {
         rv = -EACCES;
         goto out;
     }
@@ -734,9 +720,10 @@ static int setattr_once(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *
     if (to_set & RFS_SET_MODE) {
         uint32_t mode = in->mode & 07777;
         uint32_t gid = (to_set & RFS_SET_GID) ? in->gid : node.a.gid;
-        if (!owner && !(only_clears_setid(node.a.mode, mode) && fs_may(cred, &node.a, W_OK))) {
+        if (!owner &&
+            !(only_clears_setid(node.a.mode, mode) && rfs_cred_may(cred, &node.a, W_OK))) {
             rv = -EPERM;
-        } else if (!root && !in_group(cred, gid)) {
+        } else if (!root && !rfs_cred_in_group(cred, gid)) {
             mode &= ~(uint32_t)S_ISGID; /* not in the (new) group: dropped, as Linux does */
         }
         node.a.mode = (node.a.mode & S_IFMT) | mode;
@@ -746,7 +733,7 @@ static int setattr_once(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *
         bool gid_change = (to_set & RFS_SET_GID) && in->gid != node.a.gid;
         if (uid_change && !root) {
             rv = -EPERM;
-        } else if (gid_change && !root && (!owner || !in_group(cred, in->gid))) {
+        } else if (gid_change && !root && (!owner || !rfs_cred_in_group(cred, in->gid))) {
             rv = -EPERM;
         }
         if (rv == 0) {
@@ -768,7 +755,7 @@ static int setattr_once(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *
         (to_set & (RFS_SET_ATIME | RFS_SET_MTIME | RFS_SET_ATIME_NOW | RFS_SET_MTIME_NOW))) {
         /* "now" for both needs write permission; any explicit time, ownership */
         bool explicit_time = (to_set & (RFS_SET_ATIME | RFS_SET_MTIME)) != 0;
-        if (!owner && (explicit_time || !fs_may(cred, &node.a, W_OK))) {
+        if (!owner && (explicit_time || !rfs_cred_may(cred, &node.a, W_OK))) {
             rv = explicit_time ? -EPERM : -EACCES;
         }
         if (to_set & RFS_SET_ATIME_NOW) {
@@ -819,7 +806,7 @@ int rfs_fs_setattr(struct rfs_fs *fs, uint64_t ino, const struct rfs_attr *in, i
         if (!S_ISREG(cur.mode)) {
             return -EINVAL;
         }
-        if (cred != NULL && !(to_set & RFS_SET_SIZE_OPEN) && !fs_may(cred, &cur, W_OK)) {
+        if (cred != NULL && !(to_set & RFS_SET_SIZE_OPEN) && !rfs_cred_may(cred, &cur, W_OK)) {
             return -EACCES;
         }
         if (in->size == cur.size) {

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "../common/alloc.h"
+#include "../common/bytes.h"
 #include "../common/log.h"
 #include "data.h"
 #include "internal.h"
@@ -49,11 +50,10 @@ struct fs_orphans {
     size_t nqueue, capqueue;
 };
 
+/* Orphan and reclaim records carry the wall-clock time in ms. */
 static uint64_t wall_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)fs_now_ns() / 1000000u;
 }
 
 static struct open_ino **open_slot(struct fs_orphans *o, uint64_t ino)
@@ -157,10 +157,7 @@ void fs_orphan_make(struct rfs_fs *fs, struct txnb *t, struct fs_inode *in, int6
 {
     char key[FS_KEY_MAX];
     unsigned char when[8];
-    uint64_t ms = wall_ms();
-    for (int i = 0; i < 8; i++) {
-        when[i] = (unsigned char)(ms >> (56 - 8 * i));
-    }
+    rfs_put_be64(when, (uint64_t)now_ns / 1000000u);
     struct fs_lease *lease = fs_locks_lease(fs);
     bool held;
     in->a.nlink = 0;
@@ -329,14 +326,11 @@ static bool past_grace(uint64_t now, uint64_t when, unsigned grace_ms)
 static int orphan_record(struct fs_orphans *o, const struct kv_pair *p, uint64_t now,
                          unsigned grace_ms)
 {
-    const unsigned char *v = p->value.base;
-    uint64_t ino, when = 0;
+    uint64_t ino, when;
     if (fs_key_orphan_ino(p->key.base, p->key.len, &ino) != 0 || p->value.len != 8) {
         return 0; /* not ours */
     }
-    for (int b = 0; b < 8; b++) {
-        when = when << 8 | v[b];
-    }
+    when = rfs_get_be64(p->value.base);
     if (open_here(o, ino, true)) {
         hold(o, ino);
         return 0;

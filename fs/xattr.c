@@ -63,7 +63,7 @@ static int may_change(const struct rfs_cred *cred, const struct rfs_attr *a, con
     if (is_trusted(name)) {
         return -EPERM;
     }
-    return a->uid == cred->uid || fs_may(cred, a, W_OK) ? 0 : -EACCES;
+    return a->uid == cred->uid || rfs_cred_may(cred, a, W_OK) ? 0 : -EACCES;
 }
 
 /* The attribute's key version (0: absent), and its value if v is not NULL. */

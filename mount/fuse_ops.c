@@ -105,35 +105,6 @@ static void cred_of(fuse_req_t req, struct rfs_cred *c)
     }
 }
 
-static bool cred_in_group(const struct rfs_cred *c, gid_t gid)
-{
-    bool in_group = gid == c->gid;
-    for (unsigned i = 0; i < c->n_groups && !in_group; i++) {
-        in_group = c->groups[i] == gid;
-    }
-    return in_group;
-}
-
-/* Whether c may access a with mask (R_OK | W_OK | X_OK), by the mode bits. */
-static bool may_access(const struct rfs_cred *c, const struct rfs_attr *a, int mask)
-{
-    uint32_t bits;
-    bool in_group;
-    if (c->uid == 0) {
-        /* root: everything, but execute only if some x bit is set (or a directory) */
-        return !(mask & X_OK) || S_ISDIR(a->mode) || (a->mode & 0111);
-    }
-    in_group = cred_in_group(c, a->gid);
-    if (a->uid == c->uid) {
-        bits = (a->mode >> 6) & 7;
-    } else if (in_group) {
-        bits = (a->mode >> 3) & 7;
-    } else {
-        bits = a->mode & 7;
-    }
-    return (bits & (uint32_t)mask) == (uint32_t)mask;
-}
-
 /* The access mask an open(2) with these flags needs. */
 static int open_mask(int flags)
 {
@@ -339,7 +310,7 @@ static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
     int rv = rfs_fs_getattr(ctx_of(req)->fs, ino, &a);
     if (rv == 0 && mask != F_OK) {
         cred_of(req, &cred);
-        rv = may_access(&cred, &a, mask) ? 0 : -EACCES;
+        rv = rfs_cred_may(&cred, &a, mask) ? 0 : -EACCES;
     }
     fuse_reply_err(req, -rv);
 }
@@ -492,7 +463,7 @@ static int do_open(fuse_req_t req, struct rfs_attr *a, struct fuse_file_info *fi
         return -EISDIR;
     }
     cred_of(req, &cred);
-    if (!may_access(&cred, a, open_mask(fi->flags))) {
+    if (!rfs_cred_may(&cred, a, open_mask(fi->flags))) {
         return -EACCES;
     }
     mount_files_flush_inode(m, a->ino, NULL); /* failures are the writers' to report */
@@ -633,7 +604,7 @@ static void kill_setid_on_write(fuse_req_t req, fuse_ino_t ino, struct mount_ope
         return; /* the write that follows meets the same error */
     }
     mode = a.mode & ~(uint32_t)S_ISUID;
-    if ((a.mode & S_ISGID) && ((a.mode & S_IXGRP) || !cred_in_group(&cred, a.gid))) {
+    if ((a.mode & S_ISGID) && ((a.mode & S_IXGRP) || !rfs_cred_in_group(&cred, a.gid))) {
         mode &= ~(uint32_t)S_ISGID;
     }
     if (mode == a.mode) {
@@ -713,7 +684,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     }
     if (rv == 0) {
         cred_of(req, &cred);
-        rv = may_access(&cred, &a, R_OK) ? 0 : -EACCES;
+        rv = rfs_cred_may(&cred, &a, R_OK) ? 0 : -EACCES;
     }
     if (rv != 0) {
         fuse_reply_err(req, -rv);
