@@ -120,8 +120,10 @@ int raft_store_sync(struct raft_store *s, char *errmsg);
 int raft_store_snapshot_save(struct raft_store *s, const struct raft_snapshot *snap, char *errmsg);
 
 /* For a server loop: persist a ready batch in the order the core needs: its snapshot (if
- * any), its entries, its hard state (if any), then one raft_store_sync(). Messages of the
- * batch may be sent once this returns 0. Returns what those calls return. */
+ * any), its entries, its hard state (if any), then one raft_store_sync(), except when only
+ * the commit index changed: that is written but not synced (a power cut may lose it, so the
+ * commit index loaded after one can be lower than what the state machine applied). Messages
+ * of the batch may be sent once this returns 0. Returns what those calls return. */
 int raft_store_persist_ready(struct raft_store *s, const struct raft_ready *rd, char *errmsg);
 
 #endif

@@ -479,6 +479,15 @@ static void conn_flush(struct rpc_conn *c)
     }
 }
 
+void rpc_conn_flush(struct rpc_conn *c)
+{
+    if (c->closing || !rpc_link_linked(&c->wlink)) {
+        return;
+    }
+    rpc_link_remove(&c->wlink);
+    conn_flush(c);
+}
+
 void rpc_conn_flush_all(struct rpc_loop *l)
 {
     while (!rpc_link_empty(&l->writes)) {

@@ -258,6 +258,13 @@ int rpc_peer_send(struct rpc_peer *p, uint32_t type, uint64_t req_id, const void
     return rpc_conn_send(p->conn, type, req_id, payload, len);
 }
 
+void rpc_peer_flush(struct rpc_peer *p)
+{
+    if (rpc_peer_connected(p)) {
+        rpc_conn_flush(p->conn);
+    }
+}
+
 int rpc_peer_sendv(struct rpc_peer *p, uint32_t type, uint64_t req_id, const struct rfs_buf *parts,
                    unsigned n_parts)
 {

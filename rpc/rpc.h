@@ -108,6 +108,10 @@ int rpc_conn_send(struct rpc_conn *c, uint32_t type, uint64_t req_id, const void
 /* Like rpc_conn_send, from several pieces (no copy into a temporary first). */
 int rpc_conn_sendv(struct rpc_conn *c, uint32_t type, uint64_t req_id, const struct rfs_buf *parts,
                    unsigned n_parts);
+/* Send what is queued for c now instead of at the end of this loop iteration (for a
+ * frame that should leave before slow work in the same iteration, such as a log sync). A
+ * write error closes c as if found by the loop. */
+void rpc_conn_flush(struct rpc_conn *c);
 /* Queue raw bytes (raw-mode connections, see rpc_handler.on_bytes): copied, sent like
  * frames. Returns 0, RFS_ESTOPPED (closing, or over max_output: closed), RFS_ENOMEM. */
 int rpc_conn_write(struct rpc_conn *c, const void *buf, size_t len);
@@ -137,6 +141,8 @@ int rpc_peer_new(struct rpc_loop *l, const char *addr, const struct rpc_handler 
  * this returns (not even on_close). Safe from the peer's own callbacks. */
 void rpc_peer_free(struct rpc_peer *p);
 bool rpc_peer_connected(const struct rpc_peer *p);
+/* rpc_conn_flush for the peer's connection; nothing if it has none. */
+void rpc_peer_flush(struct rpc_peer *p);
 int rpc_peer_send(struct rpc_peer *p, uint32_t type, uint64_t req_id, const void *payload,
                   size_t len);
 int rpc_peer_sendv(struct rpc_peer *p, uint32_t type, uint64_t req_id, const struct rfs_buf *parts,

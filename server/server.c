@@ -900,6 +900,7 @@ static bool sendable_before_sync(const struct rfs_server *s, const struct raft_r
 
 static void send_messages(struct rfs_server *s, const struct raft_ready *rd, bool early)
 {
+    bool sent[SERVER_MAX_PEERS + 1] = {false};
     for (unsigned i = 0; i < rd->n_msgs; i++) {
         const struct raft_message *m = &rd->msgs[i];
         struct rfs_buf buf;
@@ -914,6 +915,14 @@ static void send_messages(struct rfs_server *s, const struct raft_ready *rd, boo
         }
         (void)rpc_peer_send(s->peers[m->to], RAFTFS__FRAME_TYPE__FRAME_RAFT, 0, buf.base, buf.len);
         rfs_free(buf.base);
+        sent[m->to] = true;
+    }
+    /* Early messages leave now, not when the loop flushes after the sync: the followers'
+     * log writes then overlap the leader's instead of starting after it. */
+    for (unsigned id = 1; early && id <= SERVER_MAX_PEERS; id++) {
+        if (sent[id]) {
+            rpc_peer_flush(s->peers[id]);
+        }
     }
 }
 
@@ -1285,12 +1294,23 @@ static int open_raft(struct rfs_server *s, char *errmsg)
     }
     if (applied > st.hard_state.commit &&
         applied > (st.has_snapshot ? st.snapshot.meta.index : 0)) {
-        rfs_errmsg_printf(errmsg,
-                          "the state machine is at index %llu but the Raft log only commits %llu: "
-                          "the log in %s/raft is missing or older than the data",
-                          (unsigned long long)applied, (unsigned long long)st.hard_state.commit,
-                          s->data_dir);
-        return RFS_ECORRUPT;
+        raft_index first = st.has_snapshot ? st.snapshot.meta.index + 1 : 1;
+        raft_index last = first + st.n_entries - 1;
+        if (st.n_entries == 0 || applied > last) {
+            rfs_errmsg_printf(errmsg,
+                              "the state machine is at index %llu but the Raft log only goes to "
+                              "%llu: the log in %s/raft is missing or older than the data",
+                              (unsigned long long)applied,
+                              (unsigned long long)(st.n_entries > 0 ? last : first - 1),
+                              s->data_dir);
+            return RFS_ECORRUPT;
+        }
+        /* Only committed entries are applied, and a server never loses a committed entry
+         * it holds: the commit index (written without a sync) was lost, not the log. */
+        rfs_infof("commit index %llu raised to the state machine's %llu (a commit record "
+                  "was lost, e.g. in a power cut)",
+                  (unsigned long long)st.hard_state.commit, (unsigned long long)applied);
+        st.hard_state.commit = applied;
     }
     if (!s->cfg.join && st.n_entries == 0 && !st.has_snapshot && st.hard_state.term == 0) {
         rv = server_bootstrap_check(&s->cfg, errmsg); /* about to invent a configuration */

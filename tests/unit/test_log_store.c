@@ -764,6 +764,54 @@ static void test_persist_ready_stores_snapshot_entries_and_hard_state(void **sta
     assert_int_equal(st.hard_state.commit, 21);
 }
 
+/* A batch that only raises the commit index is written but not synced: a killed process
+ * (reopen without power loss) keeps it, a power cut may lose it; a batch with entries, a
+ * term or a vote is synced. */
+static void test_persist_ready_writes_a_commit_only_batch_without_sync(void **state)
+{
+    struct fixture *f = *state;
+    struct raft_entry e;
+    struct raft_ready rd;
+    struct raft_store_state st;
+    char b[64];
+    store_open(f);
+    memset(&rd, 0, sizeof rd);
+    e = (struct raft_entry){.term = 2, .index = 1, .data = {b, entry_data(b, 1, 2)}};
+    rd.entries = &e;
+    rd.n_entries = 1;
+    rd.has_hard_state = true;
+    rd.hard_state = (struct raft_hard_state){.term = 2, .vote = 1, .commit = 0};
+    assert_int_equal(raft_store_persist_ready(f->s, &rd, f->errmsg), 0);
+
+    fault_arm(&f->fault, OP_NONE, 0, 0); /* count from here */
+    memset(&rd, 0, sizeof rd);
+    rd.has_hard_state = true;
+    rd.hard_state = (struct raft_hard_state){.term = 2, .vote = 1, .commit = 1};
+    assert_int_equal(raft_store_persist_ready(f->s, &rd, f->errmsg), 0);
+    assert_int_equal(f->fault.total_writes, 1); /* one pwrite, no sync */
+    store_open(f); /* the process was killed: the page cache keeps the record */
+    load(f, &st);
+    assert_int_equal(st.hard_state.commit, 1);
+    check_range(&st, 1, 1, 2);
+
+    rd.hard_state.commit = 2; /* the store does not check it against the log */
+    assert_int_equal(raft_store_persist_ready(f->s, &rd, f->errmsg), 0);
+    store_reopen_after_crash(f); /* a power cut: back to the last sync */
+    load(f, &st);
+    assert_int_equal(st.hard_state.term, 2);
+    assert_int_equal(st.hard_state.vote, 1);
+    assert_true(st.hard_state.commit <= 1);
+    check_range(&st, 1, 1, 2);
+
+    /* A new term is a promise: synced, so it survives the power cut. */
+    rd.hard_state = (struct raft_hard_state){.term = 3, .vote = 0, .commit = 1};
+    assert_int_equal(raft_store_persist_ready(f->s, &rd, f->errmsg), 0);
+    store_reopen_after_crash(f);
+    load(f, &st);
+    assert_int_equal(st.hard_state.term, 3);
+    assert_int_equal(st.hard_state.vote, 0);
+}
+
 static void test_second_open_of_same_dir_is_busy(void **state)
 {
     struct fixture *f = *state;
@@ -1390,6 +1438,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_install_past_log_end_discards_log, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_save_rejects_older_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_persist_ready_writes_a_commit_only_batch_without_sync,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_persist_ready_stores_snapshot_entries_and_hard_state,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_open_of_same_dir_is_busy, setup, teardown),

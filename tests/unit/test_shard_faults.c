@@ -3,6 +3,8 @@
  * far behind a compacted log, a server paused past the election timeout, and a network that
  * drops connections. Concurrent clients record every operation, and each history must be
  * linearizable. */
+#include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -17,6 +19,7 @@
 
 #include "common/log.h"
 #include "kv/client.h"
+#include "raft/segment.h"
 #include "tests/lib/cluster.h"
 #include "tests/lib/proc.h"
 #include "tests/lib/workload.h"
@@ -201,6 +204,115 @@ static void test_full_restart_keeps_every_acknowledged_write(void **state)
     }
 }
 
+/* Cut server i's newest log segment after its last entry record, dropping the commit
+ * records written after it: what a power cut does to records written without a sync. */
+static void drop_commit_records_after_last_entry(struct fixture *f, unsigned i)
+{
+    char dir[512], path[1024], newest[256] = "";
+    struct dirent *e;
+    size_t off = 0, keep = 0, size;
+    uint8_t *buf;
+    DIR *d;
+    FILE *fp;
+    snprintf(dir, sizeof dir, "%s/s%u/raft", f->c.dir, i);
+    d = opendir(dir);
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "seg-", 4) == 0 && strcmp(e->d_name, newest) > 0) {
+            snprintf(newest, sizeof newest, "%s", e->d_name);
+        }
+    }
+    closedir(d);
+    assert_true(newest[0] != '\0');
+    snprintf(path, sizeof path, "%s/%s", dir, newest);
+    fp = fopen(path, "rb");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    size = (size_t)ftell(fp);
+    rewind(fp);
+    buf = malloc(size + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, size, fp), size);
+    fclose(fp);
+    for (;;) {
+        struct raft_record rec;
+        const char *why = NULL;
+        if (raft_segment_decode(buf, size, off, &rec, &why) != RAFT_SEGMENT_OK) {
+            break;
+        }
+        off += rec.size;
+        if (rec.type == RAFT_RECORD_ENTRY) {
+            keep = off;
+        }
+    }
+    free(buf);
+    assert_true(keep > 0 && keep < size); /* commit records followed the last entry */
+    assert_int_equal(truncate(path, (off_t)keep), 0);
+}
+
+static bool log_has(struct fixture *f, unsigned i, const char *what)
+{
+    char path[512], line[2048];
+    bool found = false;
+    FILE *fp;
+    cluster_log_path(&f->c, i, path, sizeof path);
+    fp = fopen(path, "r");
+    if (fp == NULL) {
+        return false;
+    }
+    while (!found && fgets(line, sizeof line, fp) != NULL) {
+        found = strstr(line, what) != NULL;
+    }
+    fclose(fp);
+    return found;
+}
+
+/* A batch that only raises the commit index is written without a sync, so a power cut can
+ * leave the state machine (LevelDB) ahead of the commit index in the log. Every server must
+ * still start (raising the commit index to what it applied) and keep every write. */
+static void test_servers_start_after_losing_unsynced_commit_records(void **state)
+{
+    struct fixture *f = *state;
+    char errmsg[RFS_ERRMSG_SIZE];
+    skip_without_bins(f);
+    wait_leader(f);
+    f->kc = client_for(f->c.group, 10000);
+    for (int i = 0; i < 50; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "lost-commit-%d", i);
+        assert_int_equal(kv_client_put(f->kc, key, strlen(key), key, strlen(key), NULL, errmsg), 0);
+    }
+    kv_client_free(f->kc);
+    f->kc = NULL;
+    sleep_ms(500); /* heartbeats carry the last commit index to the followers */
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(cluster_stop_server(&f->c, i), 0);
+        drop_commit_records_after_last_entry(f, i);
+    }
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(cluster_start_server(&f->c, i, errmsg), 0);
+    }
+    wait_leader(f);
+    for (unsigned i = 0; i < 3; i++) {
+        if (!proc_alive(f->c.pid[i]) || !log_has(f, i, "raised to the state machine's")) {
+            cluster_dump_logs(&f->c);
+            fail_msg("server %u did not start with its commit index raised", i);
+        }
+    }
+    f->kc = client_for(f->c.group, 10000);
+    for (int i = 0; i < 50; i++) {
+        char key[32];
+        struct kv_client_value v;
+        snprintf(key, sizeof key, "lost-commit-%d", i);
+        assert_int_equal(kv_client_get(f->kc, key, strlen(key), &v, errmsg), 0);
+        assert_true(v.found);
+        assert_int_equal(v.value.len, strlen(key));
+        assert_memory_equal(v.value.base, key, v.value.len);
+        kv_client_value_clear(&v);
+    }
+    assert_int_equal(kv_client_put(f->kc, "after", 5, "x", 1, NULL, errmsg), 0);
+}
+
 static void test_leader_cut_off_in_minority_stops_serving(void **state)
 {
     struct fixture *f = *state;
@@ -338,6 +450,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_leader_killed_under_load_loses_nothing, setup_plain,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_full_restart_keeps_every_acknowledged_write,
+                                        setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_servers_start_after_losing_unsynced_commit_records,
                                         setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_leader_cut_off_in_minority_stops_serving,
                                         setup_proxied, teardown),
