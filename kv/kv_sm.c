@@ -387,6 +387,30 @@ static int sm_snapshot(void *data, struct rfs_buf *out, raft_index *index, char 
     return rv != 0 ? rv : kv_snapshot_encode(sm, out, index, errmsg);
 }
 
+/* Blob files first (a pointer never outlives its bytes), then one synced LevelDB write,
+ * which makes every earlier (unsynced) apply durable with it: same log, in order. */
+static int sm_make_durable(void *data, raft_index *index, char *errmsg)
+{
+    struct kv_sm *sm = data;
+    unsigned char num[8];
+    char *err = NULL;
+    int rv = sm_usable(sm, errmsg);
+    if (rv == 0 && sm->db.blobs != NULL) {
+        rv = kv_blobs_sync(sm->db.blobs, errmsg);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    rfs_put_le64(num, sm->applied);
+    leveldb_put(sm->db.db, sm->db.wopts_sync, KV_META_APPLIED, strlen(KV_META_APPLIED),
+                (const char *)num, sizeof num, &err);
+    if (err != NULL) {
+        return rfs_ldb_error(err, errmsg, "kv: sync the applied index");
+    }
+    *index = sm->applied;
+    return 0;
+}
+
 static int sm_restore(void *data, raft_index index, const void *buf, size_t len, char *errmsg)
 {
     return kv_snapshot_restore(data, index, buf, len, errmsg);
@@ -424,6 +448,7 @@ const struct rfs_sm_ops kv_sm_ops = {
     .applied = sm_applied,
     .apply = sm_apply,
     .query = sm_query,
+    .make_durable = sm_make_durable,
     .snapshot = sm_snapshot,
     .restore = sm_restore,
     .housekeep = sm_housekeep,

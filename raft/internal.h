@@ -94,6 +94,7 @@ struct raft {
     /* Snapshot this server holds (to send, and for restarts). */
     bool has_snap;
     struct raft_snapshot snap;
+    bool snap_wanted; /* a follower needs a snapshot and snap.in_sm: ask the server */
     /* Snapshot being received in chunks. */
     bool recv_active;
     struct raft_snapshot recv;

@@ -84,6 +84,9 @@ struct raft_snapshot_meta {
 struct raft_snapshot {
     struct raft_snapshot_meta meta;
     struct rfs_buf data; /* the state machine's bytes */
+    /* No bytes here: the state machine holds the state at meta.index durably itself (a
+     * compaction point, raft_snapshot_take_lazy); data is empty. */
+    bool in_sm;
 };
 
 enum raft_msg_type {
@@ -260,6 +263,18 @@ void raft_advance(struct raft *r, struct raft_ready *rd);
  * Returns RFS_EINVAL if index is beyond applied or at or before the last snapshot. */
 int raft_snapshot_take(struct raft *r, raft_index index, const void *data, size_t len,
                        raft_index keep_entries);
+
+/* A compaction point without bytes: the state machine has made everything up to `index`
+ * (the applied index) durable on its own, so the log up to index - keep_entries may go.
+ * When a follower then needs a snapshot, raft_snapshot_wanted() turns true and the server
+ * supplies the bytes with raft_snapshot_take() at the applied index (which may equal this
+ * one). Saves serialising the whole state (and writing it out) at every compaction.
+ * Returns as raft_snapshot_take. */
+int raft_snapshot_take_lazy(struct raft *r, raft_index index, raft_index keep_entries);
+
+/* Whether a follower needs a snapshot and the core holds none with bytes: the server should
+ * call raft_snapshot_take() with the state machine's bytes at the applied index. */
+bool raft_snapshot_wanted(const struct raft *r);
 
 /* The snapshot the core holds (NULL if none); valid until the next call. */
 const struct raft_snapshot *raft_snapshot_get(const struct raft *r);

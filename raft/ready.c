@@ -71,6 +71,7 @@ static int restore_log(struct raft *r, const struct raft_restore *rs, char *errm
             memcpy(r->snap.data.base, rs->snapshot->data.base, rs->snapshot->data.len);
         }
         r->snap.data.len = rs->snapshot->data.len;
+        r->snap.in_sm = rs->snapshot->in_sm;
         r->has_snap = true;
     }
     raft_log_init(&r->log, snap_index, snap_term);
@@ -296,21 +297,28 @@ void raft_advance(struct raft *r, struct raft_ready *rd)
     }
 }
 
-int raft_snapshot_take(struct raft *r, raft_index index, const void *data, size_t len,
-                       raft_index keep_entries)
+static int snapshot_take(struct raft *r, raft_index index, const void *data, size_t len, bool in_sm,
+                         raft_index keep_entries)
 {
     struct raft_snapshot snap;
     raft_index compact_to;
     raft_index unused;
+    /* Bytes for a compaction point the core already has (a follower wants them). */
+    bool fill = !in_sm && r->has_snap && r->snap.in_sm && index == r->snap.meta.index;
     assert(!r->in_ready);
-    if (index > r->log.applied || index <= r->log.snap_index ||
-        (r->has_snap && index <= r->snap.meta.index)) {
+    if (index > r->log.applied ||
+        (!fill && (index <= r->log.snap_index || (r->has_snap && index <= r->snap.meta.index)))) {
         return RFS_EINVAL;
     }
     memset(&snap, 0, sizeof snap);
-    snap.meta.index = index;
-    snap.meta.term = raft_log_term(&r->log, index);
-    raft_conf_recompute(r, index, &snap.meta.conf, &unused);
+    if (fill) {
+        snap.meta = r->snap.meta;
+    } else {
+        snap.meta.index = index;
+        snap.meta.term = raft_log_term(&r->log, index);
+        raft_conf_recompute(r, index, &snap.meta.conf, &unused);
+    }
+    snap.in_sm = in_sm;
     if (len > 0) {
         snap.data.base = rfs_malloc(len);
         if (snap.data.base == NULL) {
@@ -322,15 +330,35 @@ int raft_snapshot_take(struct raft *r, raft_index index, const void *data, size_
     rfs_free(r->snap.data.base);
     r->snap = snap;
     r->has_snap = true;
+    if (!in_sm) {
+        r->snap_wanted = false;
+    }
 
     compact_to = index > keep_entries ? index - keep_entries : 0;
     if (compact_to > r->log.snap_index) {
         raft_conf_recompute(r, compact_to, &r->base_conf, &unused);
         raft_log_compact_to(&r->log, compact_to);
     }
-    raft_logf(r, RFS_LOG_INFO, "snapshot at %llu (%zu bytes), log compacted to %llu",
-              (unsigned long long)index, len, (unsigned long long)r->log.snap_index);
+    raft_logf(r, RFS_LOG_INFO, "snapshot at %llu (%s), log compacted to %llu",
+              (unsigned long long)index, in_sm ? "held by the state machine" : "with its bytes",
+              (unsigned long long)r->log.snap_index);
     return 0;
+}
+
+int raft_snapshot_take(struct raft *r, raft_index index, const void *data, size_t len,
+                       raft_index keep_entries)
+{
+    return snapshot_take(r, index, data, len, false, keep_entries);
+}
+
+int raft_snapshot_take_lazy(struct raft *r, raft_index index, raft_index keep_entries)
+{
+    return snapshot_take(r, index, NULL, 0, true, keep_entries);
+}
+
+bool raft_snapshot_wanted(const struct raft *r)
+{
+    return r->has_snap && r->snap.in_sm && r->snap_wanted && r->role == RAFT_LEADER;
 }
 
 const struct raft_snapshot *raft_snapshot_get(const struct raft *r)

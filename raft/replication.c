@@ -28,6 +28,11 @@ static void send_snapshot_chunk(struct raft *r, struct raft_progress *pr)
     if (!r->has_snap) {
         return;
     }
+    if (r->snap.in_sm) {
+        /* The bytes are the state machine's: ask for them; a later probe sends them. */
+        r->snap_wanted = true;
+        return;
+    }
     if (pr->state != RAFT_PR_SNAPSHOT || pr->snap_index != r->snap.meta.index) {
         pr->state = RAFT_PR_SNAPSHOT;
         pr->snap_index = r->snap.meta.index;

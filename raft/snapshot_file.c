@@ -19,7 +19,7 @@ size_t raft_snapshot_file_encode(uint8_t *head, uint8_t tail[RAFT_SNAPSHOT_FILE_
     rfs_put_le32(p + 8, RAFT_SNAPSHOT_FILE_VERSION);
     rfs_put_le32(p + 12, c->n_voters);
     rfs_put_le32(p + 16, c->n_learners);
-    rfs_put_le32(p + 20, 0);
+    rfs_put_le32(p + 20, snap->in_sm ? RAFT_SNAPSHOT_FLAG_IN_SM : 0); /* flags */
     rfs_put_le64(p + 24, snap->meta.index);
     rfs_put_le64(p + 32, snap->meta.term);
     p += 40;
@@ -57,6 +57,10 @@ int raft_snapshot_file_decode(uint8_t *buf, size_t size, struct raft_snapshot *s
         *why = "unknown version";
         return RFS_ECORRUPT;
     }
+    if ((rfs_get_le32(buf + 20) & ~(uint32_t)RAFT_SNAPSHOT_FLAG_IN_SM) != 0) {
+        *why = "unknown flags";
+        return RFS_ECORRUPT;
+    }
     n_voters = rfs_get_le32(buf + 12);
     n_learners = rfs_get_le32(buf + 16);
     if (n_voters > RAFT_MAX_NODES || n_learners > RAFT_MAX_NODES) {
@@ -92,6 +96,11 @@ int raft_snapshot_file_decode(uint8_t *buf, size_t size, struct raft_snapshot *s
     }
     snap->data.base = data_len > 0 ? buf + head_len : NULL;
     snap->data.len = (size_t)data_len;
+    snap->in_sm = (rfs_get_le32(buf + 20) & RAFT_SNAPSHOT_FLAG_IN_SM) != 0;
+    if (snap->in_sm && data_len != 0) {
+        *why = "bytes in a snapshot held by the state machine";
+        return RFS_ECORRUPT;
+    }
     if (snap->meta.index == 0) {
         *why = "snapshot index 0";
         return RFS_ECORRUPT;

@@ -15,6 +15,8 @@
 #define RAFT_SNAPSHOT_FILE_FIXED      48
 #define RAFT_SNAPSHOT_FILE_HEADER_MAX (RAFT_SNAPSHOT_FILE_FIXED + 16 * RAFT_MAX_NODES)
 #define RAFT_SNAPSHOT_FILE_TRAILER    4
+/* Header flags (the u32 at offset 20). */
+#define RAFT_SNAPSHOT_FLAG_IN_SM 1u /* no bytes: the state machine holds the state */
 
 /* Encode the header of snap into head (RAFT_SNAPSHOT_FILE_HEADER_MAX bytes) and the
  * trailer, whose checksum covers the header and snap->data, into tail. Returns the header

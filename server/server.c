@@ -97,7 +97,9 @@ struct rfs_server {
     uint64_t snapshots_taken;
     uint64_t snapshots_installed;
     uint64_t logged_bytes;       /* entry bytes appended since the last snapshot (or start) */
+    uint64_t last_snapshot_ms;   /* when maybe_snapshot last took one */
     uint64_t next_size_check_ms; /* snapshot_due: when to ask the state its size again */
+    uint64_t bytes_snapshot_ms;  /* when snapshot_for_followers last serialised the state */
 };
 
 void rfs_server_config_default(struct rfs_server_config *cfg)
@@ -1074,6 +1076,13 @@ static bool snapshot_due(struct rfs_server *s, raft_index applied, const struct 
     if (s->logged_bytes >= bytes_due) {
         return true;
     }
+    /* A compaction point costs one synced write: take one every few seconds once a
+     * megabyte or more was logged, so that the log's disk space (a large open segment
+     * included, docs/storage.md) comes back soon after a burst of writes, not at the next. */
+    if (s->cfg.sm_ops->make_durable != NULL && s->logged_bytes >= (1u << 20) &&
+        rpc_now_ms() >= s->last_snapshot_ms + 5000) {
+        return true;
+    }
     /* The state shrank to under half of a large last snapshot (files deleted): a new, small
      * snapshot gives the old one's disk space back. Checked at most once a second. */
     if (last != NULL && last->data.len >= s->cfg.snapshot_bytes / 4 &&
@@ -1084,15 +1093,16 @@ static bool snapshot_due(struct rfs_server *s, raft_index applied, const struct 
     return false;
 }
 
-static void maybe_snapshot(struct rfs_server *s)
+/* A follower needs a snapshot and the core holds only a compaction point: serialise the
+ * state now, at the applied index, for sending. Kept in memory only: the log store's
+ * snapshot stays the compaction point, whose state LevelDB holds. */
+static void snapshot_for_followers(struct rfs_server *s)
 {
-    raft_index applied = raft_applied_get(s->r);
-    const struct raft_snapshot *last = raft_snapshot_get(s->r);
+    raft_index applied = raft_applied_get(s->r), index;
     struct rfs_buf data = {NULL, 0};
-    raft_index index;
     char errmsg[RFS_ERRMSG_SIZE] = "";
     int rv;
-    if (!snapshot_due(s, applied, last)) {
+    if (s->failed || !raft_snapshot_wanted(s->r)) {
         return;
     }
     rv = s->cfg.sm_ops->snapshot(s->cfg.sm, &data, &index, errmsg);
@@ -1107,6 +1117,58 @@ static void maybe_snapshot(struct rfs_server *s)
     }
     rv = raft_snapshot_take(s->r, index, data.base, data.len, keep_behind(s, index));
     rfs_free(data.base);
+    if (rv == 0) {
+        s->bytes_snapshot_ms = rpc_now_ms();
+        rfs_infof("snapshot of %zu bytes at %llu for a follower", data.len,
+                  (unsigned long long)index);
+    }
+}
+
+/* The compaction point: with make_durable, the state machine syncs what it applied and the
+ * snapshot is only an index (no bytes serialised or written: cheap even for a large state);
+ * without it, the whole state is serialised and saved. */
+static void maybe_snapshot(struct rfs_server *s)
+{
+    raft_index applied = raft_applied_get(s->r);
+    const struct raft_snapshot *last = raft_snapshot_get(s->r);
+    struct rfs_buf data = {NULL, 0};
+    raft_index index;
+    char errmsg[RFS_ERRMSG_SIZE] = "";
+    int rv;
+    if (!snapshot_due(s, applied, last)) {
+        return;
+    }
+    if (s->cfg.sm_ops->make_durable != NULL) {
+        /* Bytes made for a follower stay a while, so that a transfer is not restarted by
+         * every compaction. */
+        if (last != NULL && !last->in_sm && rpc_now_ms() < s->bytes_snapshot_ms + 60000) {
+            return;
+        }
+        rv = s->cfg.sm_ops->make_durable(s->cfg.sm, &index, errmsg);
+        if (rv == 0 && index != applied) {
+            rv = RFS_EIO;
+            rfs_errmsg_printf(errmsg, "state machine durable at %llu, Raft applied %llu",
+                              (unsigned long long)index, (unsigned long long)applied);
+        }
+        if (rv != 0) {
+            server_fail(s, rv, "making the state machine durable", errmsg);
+            return;
+        }
+        rv = raft_snapshot_take_lazy(s->r, index, keep_behind(s, index));
+    } else {
+        rv = s->cfg.sm_ops->snapshot(s->cfg.sm, &data, &index, errmsg);
+        if (rv != 0) {
+            server_fail(s, rv, "state machine snapshot", errmsg);
+            return;
+        }
+        if (index != applied) {
+            rfs_free(data.base);
+            server_fail(s, RFS_EIO, "snapshot", "state machine and Raft disagree on applied index");
+            return;
+        }
+        rv = raft_snapshot_take(s->r, index, data.base, data.len, keep_behind(s, index));
+        rfs_free(data.base);
+    }
     if (rv != 0) {
         return;
     }
@@ -1116,6 +1178,7 @@ static void maybe_snapshot(struct rfs_server *s)
         return;
     }
     s->snapshots_taken++;
+    s->last_snapshot_ms = rpc_now_ms();
     rfs_infof("snapshot at %llu (%zu bytes, %llu bytes logged since the last)",
               (unsigned long long)index, data.len, (unsigned long long)s->logged_bytes);
     s->logged_bytes = 0;
@@ -1179,6 +1242,7 @@ static void before_sleep(void *data)
     s->last_term = raft_term_get(s->r);
     serve_reads(s);
     maybe_snapshot(s);
+    snapshot_for_followers(s);
 }
 
 static void on_tick(struct rpc_timer *t, void *data)
@@ -1281,6 +1345,16 @@ static int open_raft(struct rfs_server *s, char *errmsg)
         return rv;
     }
     applied = s->cfg.sm_ops->applied(s->cfg.sm);
+    if (st.has_snapshot && st.snapshot.in_sm && applied < st.snapshot.meta.index) {
+        rfs_errmsg_printf(errmsg,
+                          "the state machine is at index %llu but the log was compacted up to "
+                          "%llu, whose state only the state machine held: the database in %s "
+                          "is missing or older than the log; move the data directory away and "
+                          "add this server again to have it copied from the others",
+                          (unsigned long long)applied, (unsigned long long)st.snapshot.meta.index,
+                          s->data_dir);
+        return RFS_ECORRUPT;
+    }
     if (st.has_snapshot && applied < st.snapshot.meta.index) {
         rfs_infof("restoring the state machine from the snapshot at %llu",
                   (unsigned long long)st.snapshot.meta.index);

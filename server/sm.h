@@ -32,6 +32,12 @@ struct rfs_sm_ops {
      * machine applied at least that index). Returns 0 or RFS_EIO. */
     int (*query)(void *sm, const void *cmd, size_t len, struct rfs_buf *reply, char *errmsg);
 
+    /* Optional (NULL: none). Make everything applied so far durable (synced) and say up to
+     * which index, so that the Raft log behind it can go without a serialised snapshot
+     * (raft_snapshot_take_lazy); the bytes are then made by `snapshot` only when a follower
+     * needs them. Returns 0 or RFS_EIO. */
+    int (*make_durable)(void *sm, raft_index *index, char *errmsg);
+
     /* Serialise the whole state at the current applied index. */
     int (*snapshot)(void *sm, struct rfs_buf *out, raft_index *index, char *errmsg);
 

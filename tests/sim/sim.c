@@ -52,6 +52,11 @@ struct sim_node {
     /* State machine: a hash chain over applied entries. */
     raft_index sm_applied;
     uint64_t sm_hash;
+    /* What the state machine made durable itself, for compaction points without bytes
+     * (raft_snapshot_take_lazy): a restart starts from here when the disk's snapshot is
+     * one of those. */
+    raft_index dur_applied;
+    uint64_t dur_hash;
     raft_index last_commit;
     raft_index last_applied;
     bool was_leader;
@@ -111,6 +116,7 @@ struct sim {
     unsigned long msgs_sent;
     unsigned long bytes_sent;
     unsigned long snapshots_installed;
+    unsigned long snapshots_supplied; /* bytes made for a compaction point */
     unsigned long steps;
     char violation[512];
 };
@@ -556,7 +562,18 @@ static void node_start(struct sim *s, struct sim_node *nd)
 
     nd->sm_applied = 0;
     nd->sm_hash = 0;
-    if (nd->disk.has_snap) {
+    if (nd->disk.has_snap && nd->disk.snap.in_sm) {
+        if (nd->dur_applied < nd->disk.snap.meta.index) {
+            violate(s,
+                    "node %llu: compaction point %llu without bytes, state machine durable "
+                    "only at %llu",
+                    (unsigned long long)nd->id, (unsigned long long)nd->disk.snap.meta.index,
+                    (unsigned long long)nd->dur_applied);
+        }
+        nd->sm_applied = nd->dur_applied;
+        nd->sm_hash = nd->dur_hash;
+        rs.applied = nd->dur_applied;
+    } else if (nd->disk.has_snap) {
         sm_restore(s, nd, &nd->disk.snap);
     }
     rv = raft_new(&nd->r, &cfg, &rs, errmsg);
@@ -655,6 +672,19 @@ static void node_process(struct sim *s, struct sim_node *nd, bool crash_mid_writ
             raft_applied_get(nd->r) >= raft_first_index(nd->r) + s->o.compact_every) {
             (void)sim_snapshot(s, nd->id, sim_randn(s, 4));
         }
+        if (raft_snapshot_wanted(nd->r)) {
+            /* A follower needs the bytes of a compaction point: made now, at the applied
+             * index, kept in memory only (the disk keeps the compaction point). */
+            unsigned char data[16];
+            sm_snapshot_encode(nd, data);
+            if (raft_snapshot_take(nd->r, raft_applied_get(nd->r), data, sizeof data,
+                                   sim_randn(s, 4)) != 0 ||
+                raft_snapshot_wanted(nd->r)) {
+                violate(s, "node %llu: could not supply snapshot bytes at %llu",
+                        (unsigned long long)nd->id, (unsigned long long)raft_applied_get(nd->r));
+            }
+            s->snapshots_supplied++;
+        }
     }
 }
 
@@ -675,10 +705,20 @@ int sim_snapshot(struct sim *s, raft_id id, raft_index keep)
                 (unsigned long long)index, (unsigned long long)nd->sm_applied);
         return RFS_EINVAL;
     }
-    sm_snapshot_encode(nd, data);
-    rv = raft_snapshot_take(nd->r, index, data, sizeof data, keep);
-    if (rv != 0) {
-        return rv;
+    if (sim_randn(s, 2) == 0) {
+        /* A compaction point: the state machine syncs itself, no bytes. */
+        rv = raft_snapshot_take_lazy(nd->r, index, keep);
+        if (rv != 0) {
+            return rv;
+        }
+        nd->dur_applied = nd->sm_applied;
+        nd->dur_hash = nd->sm_hash;
+    } else {
+        sm_snapshot_encode(nd, data);
+        rv = raft_snapshot_take(nd->r, index, data, sizeof data, keep);
+        if (rv != 0) {
+            return rv;
+        }
     }
     /* Like the real server: snapshot durable first, then old log dropped. */
     snap = raft_snapshot_get(nd->r);
@@ -1213,6 +1253,11 @@ uint64_t sim_now(const struct sim *s)
 unsigned long sim_snapshots_installed(const struct sim *s)
 {
     return s->snapshots_installed;
+}
+
+unsigned long sim_snapshots_supplied(const struct sim *s)
+{
+    return s->snapshots_supplied;
 }
 
 /* Print every server's state, for debugging a failed seed. */

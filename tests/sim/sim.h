@@ -89,6 +89,8 @@ unsigned long sim_msgs_sent(const struct sim *s);
 unsigned long sim_bytes_sent(const struct sim *s);
 uint64_t sim_now(const struct sim *s);
 unsigned long sim_snapshots_installed(const struct sim *s);
+/* Snapshot bytes made on request for a compaction point without them. */
+unsigned long sim_snapshots_supplied(const struct sim *s);
 
 void sim_dump(const struct sim *s, FILE *f);
 

@@ -147,9 +147,10 @@ int main(int argc, char **argv)
             return 1;
         }
         if (verbose || seeds <= 5) {
-            printf("seed %llu ok: commit %llu, %lu msgs, %lu snapshots installed, %lu reads\n",
+            printf("seed %llu ok: commit %llu, %lu msgs, %lu snapshots installed (%lu supplied "
+                   "for compaction points), %lu reads\n",
                    seed, (unsigned long long)sim_max_commit(s), sim_msgs_sent(s),
-                   sim_snapshots_installed(s), sim_reads_done(s));
+                   sim_snapshots_installed(s), sim_snapshots_supplied(s), sim_reads_done(s));
         }
         sim_free(s);
         passed++;

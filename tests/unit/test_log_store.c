@@ -653,6 +653,51 @@ static void test_snapshot_save_compacts_old_segments(void **state)
 
 /* A snapshot that covers all of a large open segment (nothing written after it) gives its
  * space back at once: a new segment holding the hard state replaces it. */
+/* A compaction point (the state machine holds the state) is saved without bytes, compacts
+ * like any snapshot and comes back marked as such; a flag bit the store does not know is
+ * refused as damage. */
+static void test_snapshot_held_by_the_state_machine_saves_no_bytes(void **state)
+{
+    struct fixture *f = *state;
+    struct raft_snapshot snap = make_snapshot(60, 1, "");
+    struct raft_store_state st;
+    char path[PATH_MAX];
+    struct stat sb;
+    unsigned char flags;
+    int fd;
+    snap.in_sm = true;
+    f->segment_bytes = 512;
+    store_open(f);
+    set_hs(f, 1, 1, 0);
+    for (raft_index i = 1; i <= 80; i += 4) {
+        append_sync(f, i, i + 3, 1);
+    }
+    assert_int_equal(raft_store_snapshot_save(f->s, &snap, f->errmsg), 0);
+    seg_path(f, 1, path);
+    assert_false(file_exists(path));
+    store_open(f);
+    load(f, &st);
+    assert_true(st.has_snapshot);
+    assert_true(st.snapshot.in_sm);
+    assert_int_equal(st.snapshot.meta.index, 60);
+    assert_int_equal(st.snapshot.data.len, 0);
+    check_range(&st, 61, 80, 1);
+    snprintf(path, sizeof path, "%s/snapshot", f->dir);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_true(sb.st_size < 200); /* header and configuration only */
+
+    /* Flip an unknown flag bit (and fix nothing else): the checksum catches it first, so
+     * the store stops with a clear message either way. */
+    fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, &flags, 1, 20), 1);
+    flags |= 2;
+    assert_int_equal(pwrite(fd, &flags, 1, 20), 1);
+    close(fd);
+    assert_int_equal(store_try_open(f), RFS_ECORRUPT);
+    assert_non_null(strstr(f->errmsg, "snapshot"));
+}
+
 static void test_snapshot_covering_the_open_segment_drops_it(void **state)
 {
     struct fixture *f = *state;
@@ -1438,6 +1483,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_install_past_log_end_discards_log, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_save_rejects_older_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_held_by_the_state_machine_saves_no_bytes,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_persist_ready_writes_a_commit_only_batch_without_sync,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_persist_ready_stores_snapshot_entries_and_hard_state,
