@@ -339,9 +339,15 @@ static int snapshot_take(struct raft *r, raft_index index, const void *data, siz
         raft_conf_recompute(r, compact_to, &r->base_conf, &unused);
         raft_log_compact_to(&r->log, compact_to);
     }
-    raft_logf(r, RFS_LOG_INFO, "snapshot at %llu (%s), log compacted to %llu",
-              (unsigned long long)index, in_sm ? "held by the state machine" : "with its bytes",
-              (unsigned long long)r->log.snap_index);
+    if (in_sm) {
+        raft_logf(r, RFS_LOG_INFO,
+                  "snapshot at %llu (held by the state machine), log compacted "
+                  "to %llu",
+                  (unsigned long long)index, (unsigned long long)r->log.snap_index);
+    } else {
+        raft_logf(r, RFS_LOG_INFO, "snapshot at %llu (%zu bytes), log compacted to %llu",
+                  (unsigned long long)index, len, (unsigned long long)r->log.snap_index);
+    }
     return 0;
 }
 

@@ -1140,8 +1140,10 @@ static void maybe_snapshot(struct rfs_server *s)
     }
     if (s->cfg.sm_ops->make_durable != NULL) {
         /* Bytes made for a follower stay a while, so that a transfer is not restarted by
-         * every compaction. */
-        if (last != NULL && !last->in_sm && rpc_now_ms() < s->bytes_snapshot_ms + 60000) {
+         * every compaction; not past four times the bytes that make a compaction due,
+         * though, or a long transfer under heavy writes would let the log grow unbounded. */
+        if (last != NULL && !last->in_sm && rpc_now_ms() < s->bytes_snapshot_ms + 60000 &&
+            (s->cfg.snapshot_bytes == 0 || s->logged_bytes < 4 * (uint64_t)s->cfg.snapshot_bytes)) {
             return;
         }
         rv = s->cfg.sm_ops->make_durable(s->cfg.sm, &index, errmsg);

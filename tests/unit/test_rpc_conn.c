@@ -841,6 +841,61 @@ static void test_peer_send_while_disconnected_is_refused(void **state)
     f->peer = NULL;
 }
 
+/* --- flushing inside a callback --- */
+
+/* A small frame is queued until the end of the loop iteration; rpc_peer_flush sends it at
+ * once, so the other end has it while the callback is still running (the Raft leader
+ * relies on this to overlap its followers' log writes with its own). */
+static void flush_open_hook(struct fixture *f, struct rpc_conn *c)
+{
+    unsigned char buf[64];
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 300 * 1000};
+    size_t got = 0;
+    int fd;
+    (void)c;
+    fd = accept(f->raw_fd2, NULL, NULL);
+    CHECK(f, fd >= 0);
+    if (fd < 0) {
+        rpc_loop_stop(f->loop);
+        return;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    CHECK(f, rpc_peer_send(f->peer, T_PING, 7, "flushed", 7) == 0);
+    rpc_peer_flush(f->peer);
+    while (got < 16 + 7) {
+        ssize_t n = recv(fd, buf + got, sizeof buf - got, 0);
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t)n;
+    }
+    CHECK(f, got == 16 + 7 && memcmp(buf + 16, "flushed", 7) == 0); /* header: 16 bytes */
+    close(fd);
+    rpc_loop_stop(f->loop);
+}
+
+static void test_peer_flush_sends_before_the_callback_returns(void **state)
+{
+    struct fixture *f = *state;
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof sa;
+    char errmsg[RFS_ERRMSG_SIZE], addr[64];
+
+    f->raw_fd2 = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(f->raw_fd2 >= 0);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(bind(f->raw_fd2, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(f->raw_fd2, 4), 0);
+    assert_int_equal(getsockname(f->raw_fd2, (struct sockaddr *)&sa, &len), 0);
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    f->cli_open_hook = flush_open_hook;
+    assert_int_equal(rpc_peer_new(f->loop, addr, &f->cli, &f->peer, errmsg), 0);
+    run_bounded(f, 5000);
+    assert_false(f->timed_out);
+    assert_int_equal(f->cli_opens, 1);
+    assert_int_equal(f->errors, 0);
+}
+
 /* --- freeing with everything open --- */
 
 static void test_loop_free_with_live_connections_does_not_leak(void **state)
@@ -1027,6 +1082,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_peer_reconnects_after_server_restarts_on_same_port,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_flush_sends_before_the_callback_returns, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_peer_send_while_disconnected_is_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_loop_free_with_live_connections_does_not_leak, setup,
