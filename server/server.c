@@ -1093,34 +1093,43 @@ static bool snapshot_due(struct rfs_server *s, raft_index applied, const struct 
     return false;
 }
 
+/* Serialise the state at the applied index and hand the bytes to the core (which copies
+ * them). Returns 0; or an error, after which the server has failed when the state machine
+ * did (the core refusing, RFS_EINVAL or RFS_ENOMEM, leaves it running). */
+static int snapshot_with_bytes(struct rfs_server *s, size_t *len)
+{
+    raft_index applied = raft_applied_get(s->r), index;
+    struct rfs_buf data = {NULL, 0};
+    char errmsg[RFS_ERRMSG_SIZE] = "";
+    int rv = s->cfg.sm_ops->snapshot(s->cfg.sm, &data, &index, errmsg);
+    if (rv != 0) {
+        server_fail(s, rv, "state machine snapshot", errmsg);
+        return rv;
+    }
+    if (index != applied) {
+        rfs_free(data.base);
+        server_fail(s, RFS_EIO, "snapshot", "state machine and Raft disagree on applied index");
+        return RFS_EIO;
+    }
+    rv = raft_snapshot_take(s->r, index, data.base, data.len, keep_behind(s, index));
+    rfs_free(data.base);
+    *len = data.len;
+    return rv;
+}
+
 /* A follower needs a snapshot and the core holds only a compaction point: serialise the
  * state now, at the applied index, for sending. Kept in memory only: the log store's
  * snapshot stays the compaction point, whose state LevelDB holds. */
 static void snapshot_for_followers(struct rfs_server *s)
 {
-    raft_index applied = raft_applied_get(s->r), index;
-    struct rfs_buf data = {NULL, 0};
-    char errmsg[RFS_ERRMSG_SIZE] = "";
-    int rv;
+    size_t len = 0;
     if (s->failed || !raft_snapshot_wanted(s->r)) {
         return;
     }
-    rv = s->cfg.sm_ops->snapshot(s->cfg.sm, &data, &index, errmsg);
-    if (rv != 0) {
-        server_fail(s, rv, "state machine snapshot", errmsg);
-        return;
-    }
-    if (index != applied) {
-        rfs_free(data.base);
-        server_fail(s, RFS_EIO, "snapshot", "state machine and Raft disagree on applied index");
-        return;
-    }
-    rv = raft_snapshot_take(s->r, index, data.base, data.len, keep_behind(s, index));
-    rfs_free(data.base);
-    if (rv == 0) {
+    if (snapshot_with_bytes(s, &len) == 0) {
         s->bytes_snapshot_ms = rpc_now_ms();
-        rfs_infof("snapshot of %zu bytes at %llu for a follower", data.len,
-                  (unsigned long long)index);
+        rfs_infof("snapshot of %zu bytes at %llu for a follower", len,
+                  (unsigned long long)raft_applied_get(s->r));
     }
 }
 
@@ -1131,8 +1140,8 @@ static void maybe_snapshot(struct rfs_server *s)
 {
     raft_index applied = raft_applied_get(s->r);
     const struct raft_snapshot *last = raft_snapshot_get(s->r);
-    struct rfs_buf data = {NULL, 0};
-    raft_index index;
+    raft_index index = applied;
+    size_t len = 0;
     char errmsg[RFS_ERRMSG_SIZE] = "";
     int rv;
     if (!snapshot_due(s, applied, last)) {
@@ -1158,18 +1167,7 @@ static void maybe_snapshot(struct rfs_server *s)
         }
         rv = raft_snapshot_take_lazy(s->r, index, keep_behind(s, index));
     } else {
-        rv = s->cfg.sm_ops->snapshot(s->cfg.sm, &data, &index, errmsg);
-        if (rv != 0) {
-            server_fail(s, rv, "state machine snapshot", errmsg);
-            return;
-        }
-        if (index != applied) {
-            rfs_free(data.base);
-            server_fail(s, RFS_EIO, "snapshot", "state machine and Raft disagree on applied index");
-            return;
-        }
-        rv = raft_snapshot_take(s->r, index, data.base, data.len, keep_behind(s, index));
-        rfs_free(data.base);
+        rv = snapshot_with_bytes(s, &len);
     }
     if (rv != 0) {
         return;
@@ -1182,7 +1180,7 @@ static void maybe_snapshot(struct rfs_server *s)
     s->snapshots_taken++;
     s->last_snapshot_ms = rpc_now_ms();
     rfs_infof("snapshot at %llu (%zu bytes, %llu bytes logged since the last)",
-              (unsigned long long)index, data.len, (unsigned long long)s->logged_bytes);
+              (unsigned long long)index, len, (unsigned long long)s->logged_bytes);
     s->logged_bytes = 0;
 }
 

@@ -38,6 +38,23 @@ void cluster_log_path(const struct cluster *c, unsigned i, char *out, size_t cap
     snprintf(out, cap, "%s/server%u.log", c->dir, i);
 }
 
+bool cluster_log_contains(const struct cluster *c, unsigned i, const char *what)
+{
+    char path[512], line[2048];
+    bool found = false;
+    FILE *fp;
+    cluster_log_path(c, i, path, sizeof path);
+    fp = fopen(path, "r");
+    if (fp == NULL) {
+        return false;
+    }
+    while (!found && fgets(line, sizeof line, fp) != NULL) {
+        found = strstr(line, what) != NULL;
+    }
+    fclose(fp);
+    return found;
+}
+
 static void peers_for(const struct cluster *c, unsigned i, char *out, size_t cap)
 {
     size_t n = 0;

@@ -72,6 +72,8 @@ int cluster_all_links(struct cluster *c, const char *fmt);
 
 /* Path of server i's log file. */
 void cluster_log_path(const struct cluster *c, unsigned i, char *out, size_t cap);
+/* Whether a line of server i's log contains `what`. */
+bool cluster_log_contains(const struct cluster *c, unsigned i, const char *what);
 /* How many servers' logs contain an AddressSanitizer, LeakSanitizer or UBSan report
  * (printed to stderr). Call before cluster_destroy so a test fails on them. */
 int cluster_sanitizer_errors(const struct cluster *c);

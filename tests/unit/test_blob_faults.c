@@ -187,23 +187,6 @@ static unsigned long long tree_bytes(struct fixture *f, unsigned i)
     return tree_bytes_at(dir);
 }
 
-static bool log_contains(const struct fixture *f, unsigned i, const char *what)
-{
-    char path[512], line[1024];
-    bool found = false;
-    FILE *fp;
-    cluster_log_path(&f->c, i, path, sizeof path);
-    fp = fopen(path, "r");
-    if (fp == NULL) {
-        return false;
-    }
-    while (!found && fgets(line, sizeof line, fp) != NULL) {
-        found = strstr(line, what) != NULL;
-    }
-    fclose(fp);
-    return found;
-}
-
 static void test_values_survive_kill_9_of_every_server(void **state)
 {
     struct fixture *f = *state;
@@ -253,12 +236,13 @@ static void test_damaged_record_stops_the_reader_and_others_serve(void **state)
     /* The read goes to the leader, which finds the damage and stops; the client retries at
      * the new leader and gets the value whole. */
     expect(f, 0, 0);
-    for (unsigned i = 0; i < 100 && !log_contains(f, (unsigned)leader, "stopping"); i++) {
+    for (unsigned i = 0; i < 100 && !cluster_log_contains(&f->c, (unsigned)leader, "stopping");
+         i++) {
         usleep(50 * 1000);
     }
-    assert_true(log_contains(f, (unsigned)leader, "stopping"));
-    assert_true(log_contains(f, (unsigned)leader, "checksum"));
-    assert_true(log_contains(f, (unsigned)leader, "blob-00000001"));
+    assert_true(cluster_log_contains(&f->c, (unsigned)leader, "stopping"));
+    assert_true(cluster_log_contains(&f->c, (unsigned)leader, "checksum"));
+    assert_true(cluster_log_contains(&f->c, (unsigned)leader, "blob-00000001"));
     for (unsigned n = 1; n < 4; n++) {
         expect(f, n, 0);
     }

@@ -173,14 +173,6 @@ static void wait_caught_up(struct kv_client *sc, const struct cluster *c, unsign
     }
 }
 
-static bool log_has(const struct cluster *c, unsigned i, const char *what)
-{
-    char logp[300], cmd[700];
-    cluster_log_path(c, i, logp, sizeof logp);
-    snprintf(cmd, sizeof cmd, "grep -q -F '%s' '%s'", what, logp);
-    return system(cmd) == 0;
-}
-
 static void test_replace_dead_server(void **state)
 {
     struct fixture *f = *state;
@@ -228,7 +220,7 @@ static void test_replace_dead_server(void **state)
             fail_msg("a server without --join on an empty data directory kept running");
         }
     }
-    assert_true(log_has(c, 3, "start it with --join"));
+    assert_true(cluster_log_contains(c, 3, "start it with --join"));
     c->join[3] = true;
     if (cluster_start_server(c, 3, errmsg) != 0) {
         fail_msg("restart with --join: %s", errmsg);
@@ -253,7 +245,7 @@ static void test_replace_dead_server(void **state)
 
     /* Wait until it has applied everything the leader has. */
     wait_caught_up(sc, c, 3);
-    assert_true(log_has(c, 3, "joining: empty data directory"));
+    assert_true(cluster_log_contains(c, 3, "joining: empty data directory"));
 
     assert_int_equal(tool(f, out, sizeof out, "group", "--group", list4, "promote", "4", NULL), 0);
     assert_non_null(strstr(out, "is a voter"));
@@ -333,7 +325,7 @@ static void test_replace_dead_server(void **state)
                          0);
     }
     deadline = proc_now_ms() + 5000;
-    while (!log_has(c, (unsigned)leader, "removed from the group")) {
+    while (!cluster_log_contains(c, (unsigned)leader, "removed from the group")) {
         if (proc_now_ms() > deadline) {
             cluster_dump_logs(c);
             fail_msg("server %d did not notice its removal", leader + 1);

@@ -204,6 +204,33 @@ static void test_full_restart_keeps_every_acknowledged_write(void **state)
     }
 }
 
+/* Put n keys "<prefix><i>" whose values are the keys themselves. */
+static void put_keys(struct fixture *f, const char *prefix, int n)
+{
+    char errmsg[RFS_ERRMSG_SIZE];
+    for (int i = 0; i < n; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s%d", prefix, i);
+        assert_int_equal(kv_client_put(f->kc, key, strlen(key), key, strlen(key), NULL, errmsg), 0);
+    }
+}
+
+/* Every key put_keys wrote reads back whole. */
+static void expect_keys(struct fixture *f, const char *prefix, int n)
+{
+    char errmsg[RFS_ERRMSG_SIZE];
+    for (int i = 0; i < n; i++) {
+        char key[64];
+        struct kv_client_value v;
+        snprintf(key, sizeof key, "%s%d", prefix, i);
+        assert_int_equal(kv_client_get(f->kc, key, strlen(key), &v, errmsg), 0);
+        assert_true(v.found);
+        assert_int_equal(v.value.len, strlen(key));
+        assert_memory_equal(v.value.base, key, v.value.len);
+        kv_client_value_clear(&v);
+    }
+}
+
 /* Cut server i's newest log segment after its last entry record, dropping the commit
  * records written after it: what a power cut does to records written without a sync. */
 static void drop_commit_records_after_last_entry(struct fixture *f, unsigned i)
@@ -250,23 +277,6 @@ static void drop_commit_records_after_last_entry(struct fixture *f, unsigned i)
     assert_int_equal(truncate(path, (off_t)keep), 0);
 }
 
-static bool log_has(struct fixture *f, unsigned i, const char *what)
-{
-    char path[512], line[2048];
-    bool found = false;
-    FILE *fp;
-    cluster_log_path(&f->c, i, path, sizeof path);
-    fp = fopen(path, "r");
-    if (fp == NULL) {
-        return false;
-    }
-    while (!found && fgets(line, sizeof line, fp) != NULL) {
-        found = strstr(line, what) != NULL;
-    }
-    fclose(fp);
-    return found;
-}
-
 /* A batch that only raises the commit index is written without a sync, so a power cut can
  * leave the state machine (LevelDB) ahead of the commit index in the log. Every server must
  * still start (raising the commit index to what it applied) and keep every write. */
@@ -277,11 +287,7 @@ static void test_servers_start_after_losing_unsynced_commit_records(void **state
     skip_without_bins(f);
     wait_leader(f);
     f->kc = client_for(f->c.group, 10000);
-    for (int i = 0; i < 50; i++) {
-        char key[32];
-        snprintf(key, sizeof key, "lost-commit-%d", i);
-        assert_int_equal(kv_client_put(f->kc, key, strlen(key), key, strlen(key), NULL, errmsg), 0);
-    }
+    put_keys(f, "lost-commit-", 50);
     kv_client_free(f->kc);
     f->kc = NULL;
     sleep_ms(500); /* heartbeats carry the last commit index to the followers */
@@ -294,22 +300,14 @@ static void test_servers_start_after_losing_unsynced_commit_records(void **state
     }
     wait_leader(f);
     for (unsigned i = 0; i < 3; i++) {
-        if (!proc_alive(f->c.pid[i]) || !log_has(f, i, "raised to the state machine's")) {
+        if (!proc_alive(f->c.pid[i]) ||
+            !cluster_log_contains(&f->c, i, "raised to the state machine's")) {
             cluster_dump_logs(&f->c);
             fail_msg("server %u did not start with its commit index raised", i);
         }
     }
     f->kc = client_for(f->c.group, 10000);
-    for (int i = 0; i < 50; i++) {
-        char key[32];
-        struct kv_client_value v;
-        snprintf(key, sizeof key, "lost-commit-%d", i);
-        assert_int_equal(kv_client_get(f->kc, key, strlen(key), &v, errmsg), 0);
-        assert_true(v.found);
-        assert_int_equal(v.value.len, strlen(key));
-        assert_memory_equal(v.value.base, key, v.value.len);
-        kv_client_value_clear(&v);
-    }
+    expect_keys(f, "lost-commit-", 50);
     assert_int_equal(kv_client_put(f->kc, "after", 5, "x", 1, NULL, errmsg), 0);
 }
 
@@ -323,15 +321,11 @@ static void test_restart_after_compactions_without_snapshot_bytes(void **state)
     skip_without_bins(f);
     wait_leader(f);
     f->kc = client_for(f->c.group, 10000);
-    for (int i = 0; i < 300; i++) {
-        char key[32];
-        snprintf(key, sizeof key, "compacted-%d", i);
-        assert_int_equal(kv_client_put(f->kc, key, strlen(key), key, strlen(key), NULL, errmsg), 0);
-    }
+    put_keys(f, "compacted-", 300);
     kv_client_free(f->kc);
     f->kc = NULL;
     for (unsigned i = 0; i < 3; i++) {
-        if (!log_has(f, i, "held by the state machine")) {
+        if (!cluster_log_contains(&f->c, i, "held by the state machine")) {
             cluster_dump_logs(&f->c);
             fail_msg("server %u made no compaction point without bytes", i);
         }
@@ -343,16 +337,7 @@ static void test_restart_after_compactions_without_snapshot_bytes(void **state)
     }
     wait_leader(f);
     f->kc = client_for(f->c.group, 10000);
-    for (int i = 0; i < 300; i++) {
-        char key[32];
-        struct kv_client_value v;
-        snprintf(key, sizeof key, "compacted-%d", i);
-        assert_int_equal(kv_client_get(f->kc, key, strlen(key), &v, errmsg), 0);
-        assert_true(v.found);
-        assert_int_equal(v.value.len, strlen(key));
-        assert_memory_equal(v.value.base, key, v.value.len);
-        kv_client_value_clear(&v);
-    }
+    expect_keys(f, "compacted-", 300);
     for (unsigned i = 0; i < 3; i++) {
         assert_true(proc_alive(f->c.pid[i]));
     }
