@@ -595,6 +595,59 @@ static void cmd_compact(struct interact_env *env, const struct interact_cmd *cmd
     env_disk_set_snapshot(&node->disk, raft_snapshot_get(r));
 }
 
+/* compact-lazy ID INDEX [keep=K]: a compaction point without bytes (the state machine
+ * holds its state durably); a follower that needs a snapshot then has to wait for
+ * supply-snapshot. */
+static void cmd_compact_lazy(struct interact_env *env, const struct interact_cmd *cmd)
+{
+    struct env_node *node = live_arg(env, cmd, 0);
+    struct raft *r = node != NULL ? node->r : NULL;
+    uint64_t index;
+    uint64_t keep = 0;
+    int rv;
+    if (r == NULL || !u64_arg(env, "index", positional(cmd, 1), &index) ||
+        !u64_opt(env, cmd, "keep", &keep)) {
+        return;
+    }
+    rv = raft_snapshot_take_lazy(r, index, keep);
+    if (rv != 0) {
+        errorf(env, "%s", rfs_strerror(rv));
+        return;
+    }
+    env_disk_set_snapshot(&node->disk, raft_snapshot_get(r));
+}
+
+/* supply-snapshot ID: if the core wants snapshot bytes, the state machine makes them at the
+ * applied index (kept in memory only, as the server does). */
+static void cmd_supply_snapshot(struct interact_env *env, const struct interact_cmd *cmd)
+{
+    struct env_node *node = live_arg(env, cmd, 0);
+    struct raft *r = node != NULL ? node->r : NULL;
+    raft_index applied;
+    struct rfs_buf blob;
+    int rv;
+    if (r == NULL) {
+        return;
+    }
+    if (!raft_snapshot_wanted(r)) {
+        interact_outf(env->out, "not wanted\n");
+        return;
+    }
+    applied = raft_applied_get(r);
+    if (env_sm_blob(&node->sm, applied, &blob) != 0) {
+        errorf(env, "state machine cannot produce a snapshot at %llu", (unsigned long long)applied);
+        return;
+    }
+    rv = raft_snapshot_take(r, applied, blob.base, blob.len, 0);
+    rfs_free(blob.base);
+    if (rv != 0) {
+        errorf(env, "%s", rfs_strerror(rv));
+        return;
+    }
+    interact_outf(env->out, "supplied %zu bytes at %llu; wanted now %s\n", blob.len,
+                  (unsigned long long)applied, raft_snapshot_wanted(r) ? "yes" : "no");
+}
+
 static void cmd_read_index(struct interact_env *env, const struct interact_cmd *cmd)
 {
     struct env_node *node = live_arg(env, cmd, 0);
@@ -677,6 +730,8 @@ static const struct command commands[] = {
     {"crash", cmd_crash},
     {"restart", cmd_restart},
     {"compact", cmd_compact},
+    {"compact-lazy", cmd_compact_lazy},
+    {"supply-snapshot", cmd_supply_snapshot},
     {"read-index", cmd_read_index},
     {"transfer-leadership", cmd_transfer_leadership},
     {"isolate", cmd_isolate},

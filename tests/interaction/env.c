@@ -137,6 +137,7 @@ void env_disk_set_snapshot(struct env_disk *d, const struct raft_snapshot *snap)
     rfs_free(d->snap.data.base);
     d->snap.meta = snap->meta;
     d->snap.data = buf_copy(snap->data.base, snap->data.len);
+    d->snap.in_sm = snap->in_sm;
     d->has_snap = true;
 }
 
