@@ -100,6 +100,7 @@ struct rfs_server {
     uint64_t last_snapshot_ms;   /* when maybe_snapshot last took one */
     uint64_t next_size_check_ms; /* snapshot_due: when to ask the state its size again */
     uint64_t bytes_snapshot_ms;  /* when snapshot_for_followers last serialised the state */
+    uint64_t bytes_retry_ms;     /* snapshot_for_followers failed: not again before this */
 };
 
 void rfs_server_config_default(struct rfs_server_config *cfg)
@@ -1123,13 +1124,20 @@ static int snapshot_with_bytes(struct rfs_server *s, size_t *len)
 static void snapshot_for_followers(struct rfs_server *s)
 {
     size_t len = 0;
-    if (s->failed || !raft_snapshot_wanted(s->r)) {
+    int rv;
+    if (s->failed || !raft_snapshot_wanted(s->r) || rpc_now_ms() < s->bytes_retry_ms) {
         return;
     }
-    if (snapshot_with_bytes(s, &len) == 0) {
+    rv = snapshot_with_bytes(s, &len);
+    if (rv == 0) {
         s->bytes_snapshot_ms = rpc_now_ms();
         rfs_infof("snapshot of %zu bytes at %llu for a follower", len,
                   (unsigned long long)raft_applied_get(s->r));
+    } else if (!s->failed) {
+        /* The core refused (out of memory): the follower waits; try again in a second
+         * rather than serialising the state on every loop iteration. */
+        s->bytes_retry_ms = rpc_now_ms() + 1000;
+        rfs_warnf("snapshot bytes for a follower: %s; trying again in 1 s", rfs_strerror(rv));
     }
 }
 
