@@ -46,13 +46,13 @@
 #include <assert.h>
 #include <errno.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include "../common/alloc.h"
 #include "../common/bytes.h"
 #include "../common/log.h"
+#include "../common/random.h"
 #include "data.h"
 #include "internal.h"
 #include "readahead.h"
@@ -580,19 +580,6 @@ int fs_reclaim_parse(const void *val, size_t len, uint64_t *end, uint64_t *when)
     return 0;
 }
 
-/* A nonce for a reclaim key: two truncates of one file never share a record. */
-static uint64_t reclaim_nonce(uint64_t ino)
-{
-    uint64_t n = 0;
-    if (getrandom(&n, sizeof n, 0) != (ssize_t)sizeof n) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        n = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
-            (ino * 0x9E3779B97F4A7C15ull);
-    }
-    return n;
-}
-
 int fs_data_reclaim(struct rfs_fs *fs, uint64_t ino, uint64_t end)
 {
     char errmsg[RFS_ERRMSG_SIZE];
@@ -675,7 +662,7 @@ int rfs_fs_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
              * the inode's bucket (so in this one-group transaction) says what is left, for the
              * collector if this process stops first. */
             if (rklen == 0) {
-                rklen = fs_key_reclaim(rkey, ino, reclaim_nonce(ino));
+                rklen = fs_key_reclaim(rkey, ino, rfs_random_u64());
             }
             rfs_put_be64(rval, blocks_spanned(old));
             rfs_put_be64(rval + 8, (uint64_t)fs_now_ns() / 1000000u);

@@ -27,12 +27,12 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../common/alloc.h"
 #include "../common/log.h"
+#include "../common/random.h"
 #include "../rpc/rpc.h"
 #include "internal.h"
 
@@ -116,17 +116,6 @@ static int record_parse(const struct fs_lease *l, const unsigned char *b, size_t
     return 0;
 }
 
-static uint64_t random_id(void)
-{
-    uint64_t id = 0;
-    while (id == 0) {
-        if (getrandom(&id, sizeof id, 0) != (ssize_t)sizeof id) {
-            id = (uint64_t)rpc_now_ms() * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
-        }
-    }
-    return id;
-}
-
 /* Write the record for (id, version 0 expected absent, or the version last written); on
  * success *version is the new one. Returns an RFS_E* code. */
 static int record_write(struct fs_lease *l, uint64_t id, uint64_t expect, uint64_t seq,
@@ -165,7 +154,7 @@ static int lease_register(struct fs_lease *l, char *errmsg)
 {
     int rv = RFS_ECONFLICT;
     for (int attempt = 0; attempt < 3 && rv == RFS_ECONFLICT; attempt++) {
-        uint64_t id = random_id(), version, sent = rpc_now_ms();
+        uint64_t id = rfs_random_u64(), version, sent = rpc_now_ms();
         rv = record_write(l, id, 0, 0, &version, errmsg);
         if (rv == 0) {
             pthread_mutex_lock(&l->mu);

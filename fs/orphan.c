@@ -318,7 +318,7 @@ static int purge_queued(struct fs_orphans *o)
 
 static bool past_grace(uint64_t now, uint64_t when, unsigned grace_ms)
 {
-    return !((now > when && now - when < grace_ms) || (now <= when && when - now < grace_ms));
+    return (now > when ? now - when : when - now) >= grace_ms;
 }
 
 /* An orphan record: delete the file if the record is old enough and the file not open here.

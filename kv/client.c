@@ -11,11 +11,11 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "../common/alloc.h"
 #include "../common/log.h"
+#include "../common/random.h"
 #include "../proto/proto.h"
 #include "../raft/raft.h"
 #include "../rpc/rpc.h"
@@ -68,17 +68,6 @@ struct send_job {
     size_t len;
     unsigned char payload[];
 };
-
-static uint64_t random_u64(void)
-{
-    uint64_t v = 0;
-    while (v == 0) {
-        if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v) {
-            v = (uint64_t)time(NULL) * 6364136223846793005ull + (uint64_t)clock();
-        }
-    }
-    return v;
-}
 
 static void waiter_finish_locked(struct kv_client *c, size_t i, int status, const void *reply,
                                  size_t len)
@@ -318,7 +307,7 @@ int kv_client_new(struct kv_client **out, const struct kv_client_options *o, cha
         snprintf(c->addrs[i], sizeof c->addrs[i], "%s", o->servers[i]);
         c->o.servers[i] = c->addrs[i];
     }
-    c->next_req_id = random_u64() >> 16;
+    c->next_req_id = rfs_random_u64() >> 16;
     rv = rpc_loop_new(&c->loop, errmsg);
     if (rv != 0) {
         goto err;
@@ -615,7 +604,7 @@ static void session_take(struct kv_client *c, struct session *s)
     if (c->n_sessions > 0) {
         *s = c->sessions[--c->n_sessions];
     } else {
-        s->id = random_u64();
+        s->id = rfs_random_u64();
         s->next_seq = 1;
     }
     pthread_mutex_unlock(&c->mu);

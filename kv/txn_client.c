@@ -34,11 +34,11 @@
  * test what others do with the locks of a dead coordinator. */
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "../common/alloc.h"
 #include "../common/log.h"
+#include "../common/random.h"
 #include "../rpc/rpc.h"
 #include "txn_client.h"
 
@@ -72,17 +72,6 @@ static void sleep_ms(unsigned ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
     nanosleep(&ts, NULL);
-}
-
-static uint64_t random_txn_id(void)
-{
-    uint64_t v = 0;
-    while (v == 0) {
-        if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v) {
-            v = ((uint64_t)time(NULL) << 20) ^ (uint64_t)clock() ^ rpc_now_ms() << 40;
-        }
-    }
-    return v;
 }
 
 static const char *crash_name(enum kv_txn_crash c)
@@ -512,7 +501,7 @@ int kv_txn_client_run(struct kv_route *r, const struct kv_txn_client_options *o,
     co.n_reads = n_reads;
     co.writes = writes;
     co.n_writes = n_writes;
-    co.txn_id = random_txn_id();
+    co.txn_id = rfs_random_u64();
     co.started = rpc_now_ms();
     co.deadline = co.started + o->timeout_ms;
     co.replan_wait = REPLAN_MIN_MS;

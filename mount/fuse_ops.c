@@ -447,9 +447,12 @@ static void forget_cached_attrs(struct mount_ctx *m, uint64_t ino)
  * file here) would let another mount's append land inside the record. A direct write comes
  * whole, up to max_write (1 MiB), and is appended whole. It also keeps the kernel from
  * caching pages at offsets that are not where the bytes went. */
-static int appends_whole(int flags)
+static void set_append_mode(struct fuse_file_info *fi, struct mount_open_file *o,
+                            const struct rfs_attr *a)
 {
-    return (flags & O_APPEND) != 0;
+    fi->direct_io = (fi->flags & O_APPEND) != 0;
+    /* Direct writes do not clear setuid/setgid in the kernel: kill_setid_on_write does. */
+    o->kill_setid = fi->direct_io && (a->mode & (S_ISUID | S_ISGID)) != 0;
 }
 
 /* Open the file a describes (a is updated if O_TRUNC truncates it) into fi->fh. */
@@ -484,8 +487,7 @@ static int do_open(fuse_req_t req, struct rfs_attr *a, struct fuse_file_info *fi
     }
     fi->fh = (uintptr_t)o;
     fi->keep_cache = 0;
-    fi->direct_io = appends_whole(fi->flags);
-    o->kill_setid = fi->direct_io && (a->mode & (S_ISUID | S_ISGID)) != 0;
+    set_append_mode(fi, o, a);
     forget_cached_attrs(m, a->ino); /* close-to-open: see the top of this file */
     return 0;
 }
@@ -533,8 +535,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     }
     fi->fh = (uintptr_t)o;
     fi->keep_cache = 0;
-    fi->direct_io = appends_whole(fi->flags);
-    o->kill_setid = fi->direct_io && (a->mode & (S_ISUID | S_ISGID)) != 0;
+    set_append_mode(fi, o, a);
     return 0;
 }
 

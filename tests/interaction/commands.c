@@ -568,25 +568,30 @@ static void cmd_restart(struct interact_env *env, const struct interact_cmd *cmd
     }
 }
 
-/* compact ID INDEX [keep=K]: the state machine snapshots itself at INDEX. */
-static void cmd_compact(struct interact_env *env, const struct interact_cmd *cmd)
+/* compact ID INDEX [keep=K]: the state machine snapshots itself at INDEX.
+ * compact-lazy ID INDEX [keep=K]: a compaction point without bytes (the state machine holds
+ * its state durably); a follower that needs a snapshot then waits for supply-snapshot. */
+static void compact(struct interact_env *env, const struct interact_cmd *cmd, bool lazy)
 {
     struct env_node *node = live_arg(env, cmd, 0);
     struct raft *r = node != NULL ? node->r : NULL;
     uint64_t index;
     uint64_t keep = 0;
-    struct rfs_buf blob;
+    struct rfs_buf blob = {NULL, 0};
     int rv;
     if (r == NULL || !u64_arg(env, "index", positional(cmd, 1), &index) ||
         !u64_opt(env, cmd, "keep", &keep)) {
         return;
     }
-    if (env_sm_blob(&node->sm, index, &blob) != 0) {
+    if (lazy) {
+        rv = raft_snapshot_take_lazy(r, index, keep);
+    } else if (env_sm_blob(&node->sm, index, &blob) != 0) {
         errorf(env, "state machine cannot produce a snapshot at %llu", (unsigned long long)index);
         return;
+    } else {
+        rv = raft_snapshot_take(r, index, blob.base, blob.len, keep);
+        rfs_free(blob.base);
     }
-    rv = raft_snapshot_take(r, index, blob.base, blob.len, keep);
-    rfs_free(blob.base);
     if (rv != 0) {
         errorf(env, "%s", rfs_strerror(rv));
         return;
@@ -595,26 +600,14 @@ static void cmd_compact(struct interact_env *env, const struct interact_cmd *cmd
     env_disk_set_snapshot(&node->disk, raft_snapshot_get(r));
 }
 
-/* compact-lazy ID INDEX [keep=K]: a compaction point without bytes (the state machine
- * holds its state durably); a follower that needs a snapshot then has to wait for
- * supply-snapshot. */
+static void cmd_compact(struct interact_env *env, const struct interact_cmd *cmd)
+{
+    compact(env, cmd, false);
+}
+
 static void cmd_compact_lazy(struct interact_env *env, const struct interact_cmd *cmd)
 {
-    struct env_node *node = live_arg(env, cmd, 0);
-    struct raft *r = node != NULL ? node->r : NULL;
-    uint64_t index;
-    uint64_t keep = 0;
-    int rv;
-    if (r == NULL || !u64_arg(env, "index", positional(cmd, 1), &index) ||
-        !u64_opt(env, cmd, "keep", &keep)) {
-        return;
-    }
-    rv = raft_snapshot_take_lazy(r, index, keep);
-    if (rv != 0) {
-        errorf(env, "%s", rfs_strerror(rv));
-        return;
-    }
-    env_disk_set_snapshot(&node->disk, raft_snapshot_get(r));
+    compact(env, cmd, true);
 }
 
 /* supply-snapshot ID: if the core wants snapshot bytes, the state machine makes them at the
