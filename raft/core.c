@@ -25,6 +25,7 @@ void raft_config_default(struct raft_config *cfg, raft_id id)
     cfg->snapshot_chunk = 256 << 10;
     cfg->pre_vote = true;
     cfg->check_quorum = true;
+    cfg->lease_reads = true;
     cfg->seed = id;
 }
 
@@ -138,6 +139,10 @@ static void reset_role_state(struct raft *r, raft_term term)
     /* Pending reads die with the role; their callers time out and retry. */
     r->n_read_reqs = 0;
     r->read_bcast = false;
+    /* A lease is earned again by heartbeat rounds of the new role. */
+    memset(r->lease_round_seq, 0, sizeof r->lease_round_seq);
+    r->has_lease = false;
+    r->lease_off = false;
 }
 
 void raft_become_follower(struct raft *r, raft_term term, raft_id leader)
@@ -329,6 +334,7 @@ static void tick_heartbeat(struct raft *r)
 
 void raft_tick(struct raft *r)
 {
+    r->ticks++;
     if (r->role == RAFT_LEADER) {
         tick_heartbeat(r);
     } else {
@@ -440,12 +446,16 @@ static bool step_term(struct raft *r, const struct raft_message *m)
 {
     if (m->term > r->term) {
         bool vote_req = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE;
-        if (vote_req && !m->transfer && r->cfg.check_quorum && r->leader != 0 &&
-            r->election_elapsed < r->cfg.election_ticks) {
-            /* We heard from a leader recently: do not let a disruptive server depose it. */
-            raft_logf(r, RFS_LOG_DEBUG, "ignoring %s from %llu at term %llu: leader lease",
+        if (vote_req && !m->transfer && r->cfg.check_quorum &&
+            ((r->leader != 0 && r->election_elapsed < r->cfg.election_ticks) ||
+             (r->cfg.lease_reads && r->ticks < r->cfg.election_ticks))) {
+            /* We heard from a leader recently: do not let a disruptive server depose it.
+             * The same holds for an election timeout after a restart, since we may have
+             * heard from one just before: leaders' read leases count on it. */
+            raft_logf(r, RFS_LOG_DEBUG, "ignoring %s from %llu at term %llu: %s",
                       raft_msg_type_name(m->type), (unsigned long long)m->from,
-                      (unsigned long long)m->term);
+                      (unsigned long long)m->term,
+                      r->leader != 0 ? "leader lease" : "started less than an election ago");
             return false;
         }
         if (m->type == RAFT_MSG_PREVOTE || (m->type == RAFT_MSG_PREVOTE_RESP && !m->reject)) {
@@ -599,9 +609,16 @@ int raft_propose_conf(struct raft *r, const struct raft_conf_change *cc, raft_in
 int raft_read_index(struct raft *r, uint64_t ctx)
 {
     struct raft_read_req *req;
+    /* The read index is our commit index, but only once an entry of our own term has
+     * committed: before that we may not know the latest commit (thesis §6.4 step 1). */
+    bool own_commit = raft_log_term(&r->log, r->log.committed) == r->term;
     assert(!r->in_ready);
     if (r->role != RAFT_LEADER) {
         return RFS_ENOTLEADER;
+    }
+    if (own_commit && raft_lease_valid(r)) {
+        /* No other leader can be elected yet: no heartbeat round (thesis §6.4.1). */
+        return raft_read_ready_push(r, ctx, r->log.committed);
     }
     if (r->n_read_reqs == r->cap_read_reqs) {
         unsigned cap = r->cap_read_reqs ? r->cap_read_reqs * 2 : 16;
@@ -616,9 +633,7 @@ int raft_read_index(struct raft *r, uint64_t ctx)
     req->ctx = ctx;
     req->index = 0;
     req->seq = 0;
-    /* The read index is our commit index, but only once an entry of our own term has
-     * committed: before that we may not know the latest commit (thesis §6.4 step 1). */
-    if (raft_log_term(&r->log, r->log.committed) == r->term) {
+    if (own_commit) {
         req->index = r->log.committed;
         req->seq = ++r->read_seq;
         r->read_bcast = true;
@@ -646,6 +661,9 @@ int raft_transfer_leader(struct raft *r, raft_id target)
     }
     r->transferee = target;
     r->election_elapsed = 0; /* the transfer must finish within one election timeout */
+    /* The target's campaign overrides the members' lease (step_term), and its TIMEOUT_NOW
+     * may arrive late: no lease reads for the rest of this term. */
+    r->lease_off = true;
     raft_logf(r, RFS_LOG_INFO, "transferring leadership to %llu", (unsigned long long)target);
     if (pr->match == raft_log_last(&r->log)) {
         (void)raft_send(r, RAFT_MSG_TIMEOUT_NOW, target);

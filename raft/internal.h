@@ -5,6 +5,7 @@
 #include "raft.h"
 
 #define RAFT_MAX_INFLIGHT 256
+#define RAFT_LEASE_ROUNDS 16
 
 /* The in-memory log (raft/log.c). Entries ents[0..n) hold indexes snap_index+1 ...
  * Invariants: snap_index <= applied <= committed <= last; stable <= last.
@@ -72,6 +73,7 @@ struct raft {
     unsigned n_prs;
 
     /* Elections. */
+    uint64_t ticks; /* raft_tick calls since raft_new: the clock of leases */
     unsigned election_elapsed;
     unsigned heartbeat_elapsed;
     unsigned randomized_timeout;
@@ -87,6 +89,14 @@ struct raft {
     unsigned cap_read_reqs;
     uint64_t read_seq;
     bool read_bcast; /* heartbeat needed to confirm new reads */
+    /* Leader lease (thesis §6.4.1): the tick each recent heartbeat round was sent at, by its
+     * read sequence, and the send tick of the newest round a quorum confirmed. */
+    uint64_t lease_round_seq[RAFT_LEASE_ROUNDS];
+    uint64_t lease_round_tick[RAFT_LEASE_ROUNDS];
+    unsigned lease_round_next;
+    bool has_lease;
+    uint64_t lease_from_tick;
+    bool lease_off; /* a leadership transfer began in this term: no lease reads */
     struct raft_read_state *reads_ready;
     unsigned n_reads_ready;
     unsigned cap_reads_ready;
@@ -162,5 +172,9 @@ void raft_handle_heartbeat(struct raft *r, const struct raft_message *m);
 void raft_handle_snapshot(struct raft *r, const struct raft_message *m);
 void raft_commit_to(struct raft *r, raft_index index);
 void raft_read_release(struct raft *r);
+/* Whether the leader may answer a read from its commit index at once (raft/replication.c). */
+bool raft_lease_valid(const struct raft *r);
+/* Queue a confirmed read for the next ready batch. */
+int raft_read_ready_push(struct raft *r, uint64_t ctx, raft_index index);
 
 #endif

@@ -197,12 +197,17 @@ struct raft_config {
     size_t snapshot_chunk;    /* bytes per snapshot chunk */
     bool pre_vote;
     bool check_quorum;
+    /* Leader lease reads (needs check_quorum): while a quorum answered a heartbeat round
+     * sent less than election_ticks - 3 ticks ago, raft_read_index answers at once. Safe
+     * as long as every server's ticks keep pace with real time within that margin: the
+     * caller must not let ticks fall behind (catch up after a pause before reading). */
+    bool lease_reads;
     uint64_t seed; /* randomness for election timeouts */
     struct raft_logger logger;
 };
 
 /* Fill cfg with defaults (election 10 ticks, heartbeat 1, window 64, 1 MiB messages,
- * 256 KiB snapshot chunks, PreVote and CheckQuorum on). */
+ * 256 KiB snapshot chunks, PreVote, CheckQuorum and lease reads on). */
 void raft_config_default(struct raft_config *cfg, raft_id id);
 
 /* What a server found on disk at start. All pointers are borrowed; the core copies. */

@@ -117,6 +117,13 @@ void raft_bcast_append(struct raft *r)
 
 void raft_bcast_heartbeat(struct raft *r)
 {
+    if (r->cfg.lease_reads) {
+        /* Every round gets a sequence of its own, so that its acks can renew the lease. */
+        unsigned slot = r->lease_round_next++ % RAFT_LEASE_ROUNDS;
+        r->read_seq++;
+        r->lease_round_seq[slot] = r->read_seq;
+        r->lease_round_tick[slot] = r->ticks;
+    }
     for (unsigned i = 0; i < r->n_prs; i++) {
         struct raft_progress *pr = &r->prs[i];
         struct raft_message *m;
@@ -155,6 +162,74 @@ static void read_assign_pending(struct raft *r)
     }
 }
 
+/* The highest read sequence a quorum of voters has confirmed (the leader counts as all). */
+static uint64_t quorum_read_ack(const struct raft *r)
+{
+    uint64_t acks[RAFT_MAX_NODES];
+    unsigned n = 0, q = raft_conf_quorum(&r->conf);
+    for (unsigned i = 0; i < r->n_prs && n < RAFT_MAX_NODES; i++) {
+        const struct raft_progress *pr = &r->prs[i];
+        if (!pr->learner) {
+            acks[n++] = pr->id == r->id ? UINT64_MAX : pr->read_ack;
+        }
+    }
+    if (q == 0 || n < q) {
+        return 0;
+    }
+    /* the q-th highest: a small insertion sort, descending */
+    for (unsigned i = 1; i < n; i++) {
+        uint64_t v = acks[i];
+        unsigned j = i;
+        for (; j > 0 && acks[j - 1] < v; j--) {
+            acks[j] = acks[j - 1];
+        }
+        acks[j] = v;
+    }
+    return acks[q - 1];
+}
+
+/* A quorum answered heartbeat rounds up to `acked`: each of those members reset its
+ * election timer when the round reached it, after the leader sent it, and ignores votes for
+ * an election timeout from then on (step_term). So no other leader can be elected within an
+ * election timeout of the newest confirmed round's send tick. */
+static void renew_lease(struct raft *r, uint64_t acked)
+{
+    for (unsigned i = 0; i < RAFT_LEASE_ROUNDS; i++) {
+        if (r->lease_round_seq[i] != 0 && r->lease_round_seq[i] <= acked &&
+            (!r->has_lease || r->lease_round_tick[i] > r->lease_from_tick)) {
+            r->has_lease = true;
+            r->lease_from_tick = r->lease_round_tick[i];
+        }
+    }
+}
+
+bool raft_lease_valid(const struct raft *r)
+{
+    /* The round was sent at tick k or later in real time and the check is made before tick
+     * now+1; a member that got it ignores votes for election_ticks of its own ticks, which is
+     * more than (election_ticks - 1) tick intervals. Two more ticks of margin cover clock
+     * rates that differ and a tick that fires late. */
+    return r->cfg.lease_reads && r->cfg.check_quorum && r->role == RAFT_LEADER && r->has_lease &&
+           !r->lease_off && r->ticks - r->lease_from_tick + 4 <= r->cfg.election_ticks;
+}
+
+int raft_read_ready_push(struct raft *r, uint64_t ctx, raft_index index)
+{
+    if (r->n_reads_ready == r->cap_reads_ready) {
+        unsigned cap = r->cap_reads_ready ? r->cap_reads_ready * 2 : 16;
+        struct raft_read_state *rs = rfs_realloc(r->reads_ready, cap * sizeof *rs);
+        if (rs == NULL) {
+            return RFS_ENOMEM;
+        }
+        r->reads_ready = rs;
+        r->cap_reads_ready = cap;
+    }
+    r->reads_ready[r->n_reads_ready].ctx = ctx;
+    r->reads_ready[r->n_reads_ready].index = index;
+    r->n_reads_ready++;
+    return 0;
+}
+
 /* Move reads confirmed by a quorum into the ready list, in order. */
 void raft_read_release(struct raft *r)
 {
@@ -175,19 +250,10 @@ void raft_read_release(struct raft *r)
         if (acks < q) {
             break;
         }
-        if (r->n_reads_ready == r->cap_reads_ready) {
-            unsigned cap = r->cap_reads_ready ? r->cap_reads_ready * 2 : 16;
-            struct raft_read_state *rs = rfs_realloc(r->reads_ready, cap * sizeof *rs);
-            if (rs == NULL) {
-                r->oom = true;
-                break;
-            }
-            r->reads_ready = rs;
-            r->cap_reads_ready = cap;
+        if (raft_read_ready_push(r, req->ctx, req->index) != 0) {
+            r->oom = true;
+            break;
         }
-        r->reads_ready[r->n_reads_ready].ctx = req->ctx;
-        r->reads_ready[r->n_reads_ready].index = req->index;
-        r->n_reads_ready++;
         done++;
     }
     if (done > 0) {
@@ -370,6 +436,7 @@ void raft_leader_step(struct raft *r, const struct raft_message *m)
             pr->probe_sent = false;
             if (m->read_seq > pr->read_ack) {
                 pr->read_ack = m->read_seq;
+                renew_lease(r, quorum_read_ack(r));
                 raft_read_release(r);
             }
             if (pr->state == RAFT_PR_REPLICATE && pr->inflight_count >= r->cfg.max_inflight) {

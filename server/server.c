@@ -74,6 +74,8 @@ struct rfs_server {
     raft_index removed_at; /* a REMOVE of this server seen in the log at this index, or 0 */
     bool removed;          /* removed_at set and not a member of the configuration */
     struct rpc_timer *tick;
+    uint64_t tick_origin_ms; /* ticks are counted from here on the monotonic clock */
+    uint64_t ticks_done;
     struct client_conn *conns;
     unsigned n_conns;
     unsigned cap_conns;
@@ -487,6 +489,8 @@ fail:
     count_request(s, op, t0, rv);
 }
 
+static void catch_up_ticks(struct rfs_server *s);
+
 static void handle_read(struct rfs_server *s, uint64_t conn_id, uint64_t req_id, unsigned op,
                         uint64_t t0, const void *payload, size_t len)
 {
@@ -514,6 +518,7 @@ static void handle_read(struct rfs_server *s, uint64_t conn_id, uint64_t req_id,
     pr->req_id = req_id;
     pr->op = op;
     pr->t0 = t0;
+    catch_up_ticks(s); /* the clock is read after the request came: see catch_up_ticks */
     rv = raft_read_index(s->r, pr->ctx);
     if (rv != 0) {
         rfs_free(pr->cmd);
@@ -1253,13 +1258,30 @@ static void before_sleep(void *data)
     snapshot_for_followers(s);
 }
 
+/* The core's ticks follow the monotonic clock, not the timer's callbacks: after a pause (a
+ * stopped process, a slow sync in the loop) the core learns at once how long it was, before
+ * it answers a read from its leader lease (raft.h, lease_reads). More than two election
+ * timeouts behind, the rest are skipped: by then every timer and lease has run out anyway. */
+static void catch_up_ticks(struct rfs_server *s)
+{
+    uint64_t due = (rpc_now_ms() - s->tick_origin_ms) / s->cfg.tick_ms;
+    uint64_t max = 2 * (uint64_t)s->cfg.election_ticks + 1;
+    if (due > s->ticks_done + max) {
+        s->ticks_done = due - max;
+    }
+    while (s->ticks_done < due) {
+        s->ticks_done++;
+        if (!s->failed && !s->removed) {
+            raft_tick(s->r);
+        }
+    }
+}
+
 static void on_tick(struct rpc_timer *t, void *data)
 {
     struct rfs_server *s = data;
     (void)t;
-    if (!s->failed && !s->removed) {
-        raft_tick(s->r);
-    }
+    catch_up_ticks(s);
     if (!s->failed && s->cfg.sm_ops->housekeep != NULL) {
         char errmsg[RFS_ERRMSG_SIZE] = "";
         int rv = s->cfg.sm_ops->housekeep(s->cfg.sm, errmsg);
@@ -1545,6 +1567,7 @@ int rfs_server_new(struct rfs_server **out, struct rpc_loop *loop,
             rv = 0;
         }
     }
+    s->tick_origin_ms = rpc_now_ms();
     rv = rpc_timer_start(loop, cfg->tick_ms, cfg->tick_ms, on_tick, s, &s->tick);
     if (rv != 0) {
         rfs_errmsg_printf(errmsg, "cannot start the tick timer");

@@ -231,8 +231,11 @@ static void cmd_add_nodes(struct interact_env *env, const struct interact_cmd *c
         return;
     }
     cfg.snapshot_chunk = v;
+    /* Scripts show the ReadIndex rounds unless they ask for leases. */
+    cfg.lease_reads = false;
     if (!bool_opt(env, cmd, "prevote", &cfg.pre_vote) ||
-        !bool_opt(env, cmd, "checkquorum", &cfg.check_quorum)) {
+        !bool_opt(env, cmd, "checkquorum", &cfg.check_quorum) ||
+        !bool_opt(env, cmd, "lease", &cfg.lease_reads)) {
         return;
     }
 

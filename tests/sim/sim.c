@@ -1372,6 +1372,20 @@ static raft_id random_node(struct sim *s)
     return 1 + sim_randn(s, s->n_nodes);
 }
 
+/* Any up node that believes it leads, of any term: a deposed leader that has not heard of
+ * its successor yet must not answer reads from its stale state. */
+static raft_id random_believed_leader(struct sim *s)
+{
+    raft_id ids[SIM_MAX_NODES];
+    unsigned n = 0;
+    for (unsigned i = 1; i <= s->n_nodes; i++) {
+        if (s->nodes[i].up && raft_role_get(s->nodes[i].r) == RAFT_LEADER) {
+            ids[n++] = s->nodes[i].id;
+        }
+    }
+    return n == 0 ? 0 : ids[sim_randn(s, n)];
+}
+
 static unsigned count_up(const struct sim *s)
 {
     unsigned n = 0;
@@ -1416,7 +1430,7 @@ int sim_random_run(struct sim *s, const struct sim_random_options *ro)
             (void)sim_propose(s, l, v, NULL);
         }
         if (l != 0 && sim_chance(s, 20000)) {
-            (void)sim_read(s, l);
+            (void)sim_read(s, random_believed_leader(s));
         }
         if (sim_chance(s, 600) && up > s->n_nodes / 2 + 1) {
             sim_crash(s, random_node(s));

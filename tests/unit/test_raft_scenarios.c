@@ -582,12 +582,62 @@ static void test_read_index_on_deposed_leader_never_answers(void **state)
     raft_id l = sim_wait_leader(f->s, ELECTION_MS);
     unsigned long done;
     one(f, 3);
+    sim_run(f->s, 50); /* heartbeat rounds answered: the leader holds a lease */
     sim_disconnect(f->s, l);
+    /* Within its lease the cut-off leader answers at once: nobody else can be elected
+     * before the lease runs out (the followers ignore candidates that long). */
     done = sim_reads_done(f->s);
+    assert_int_equal(sim_read(f->s, l), 0);
+    sim_run(f->s, 2);
+    assert_int_equal(sim_reads_done(f->s), done + 1);
+    /* Seven ticks on, the lease is over but the leader has not noticed it lost its quorum
+     * (CheckQuorum looks every election timeout): a read now waits for a heartbeat round
+     * that no follower answers, and is never answered, while the others elect a leader
+     * and commit. */
+    sim_run(f->s, 70);
+    assert_int_equal(raft_role_get(sim_raft(f->s, l)), RAFT_LEADER);
     assert_int_equal(sim_read(f->s, l), 0);
     sim_run(f->s, 1000);
     one(f, 2);
-    assert_int_equal(sim_reads_done(f->s), done);
+    assert_int_equal(sim_reads_done(f->s), done + 1);
+    check_ok(f);
+}
+
+/* A follower that restarts may have answered the leader's heartbeat just before it went
+ * down, and the leader's lease counts on that answer: for an election timeout after a
+ * restart it must ignore candidates as if it had heard from a leader. Here the leader keeps
+ * its lease through r alone; c cannot reach the leader and campaigns. Were r to vote for c
+ * at once after restarting, c would lead and commit while the old leader still answers
+ * reads from its lease: a stale read, which the simulation reports. */
+static void test_restarted_follower_ignores_candidates_for_an_election_timeout(void **state)
+{
+    struct fixture *f = fixture_new(state, 3, 0, 0);
+    raft_id l = sim_wait_leader(f->s, ELECTION_MS);
+    raft_id c = l % 3 + 1, r = c % 3 + 1;
+    unsigned long done;
+    one(f, 3);
+    sim_cut(f->s, l, c, true);
+    sim_cut(f->s, c, l, true);
+    sim_run(f->s, 300); /* c campaigns in vain: r and l have a leader */
+    assert_int_equal(sim_leader(f->s), l);
+    sim_cut(f->s, l, r, true);
+    sim_cut(f->s, r, l, true);
+    sim_crash(f->s, r);
+    sim_restart(f->s, r);
+    raft_campaign(sim_raft(f->s, c));
+    sim_run(f->s, 30);
+    check_ok(f);
+    assert_int_not_equal(raft_role_get(sim_raft(f->s, c)), RAFT_LEADER);
+    if (raft_role_get(sim_raft(f->s, c)) != RAFT_LEADER) {
+        done = sim_reads_done(f->s);
+        assert_int_equal(sim_read(f->s, l), 0); /* from the lease */
+        sim_run(f->s, 2);
+        assert_int_equal(sim_reads_done(f->s), done + 1);
+    }
+    sim_run(f->s, 1000); /* then c and r elect a leader and go on */
+    one(f, 2);
+    sim_heal(f->s);
+    converge(f);
     check_ok(f);
 }
 
@@ -716,6 +766,8 @@ int main(void)
         cmocka_unit_test_teardown(test_checkquorum_isolated_leader_steps_down, teardown),
         cmocka_unit_test_teardown(test_read_index_sees_every_acknowledged_write, teardown),
         cmocka_unit_test_teardown(test_read_index_on_deposed_leader_never_answers, teardown),
+        cmocka_unit_test_teardown(
+            test_restarted_follower_ignores_candidates_for_an_election_timeout, teardown),
         cmocka_unit_test_teardown(test_leadership_transfer_to_follower, teardown),
         cmocka_unit_test_teardown(test_membership_learner_promote_remove, teardown),
         cmocka_unit_test(test_bad_config_is_refused_with_reason),
