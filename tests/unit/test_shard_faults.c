@@ -5,6 +5,7 @@
  * linearizable. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -453,6 +454,65 @@ static void test_paused_server_resumes_and_rejoins(void **state)
     assert_true(proc_alive(f->c.pid[leader]));
 }
 
+struct direct_get {
+    struct kv_client *kc;
+    int rv;
+    struct kv_client_value v;
+};
+
+static void *direct_get_thread(void *arg)
+{
+    struct direct_get *g = arg;
+    char errmsg[RFS_ERRMSG_SIZE];
+    g->rv = kv_client_get(g->kc, "lease", 5, &g->v, errmsg);
+    return NULL;
+}
+
+/* A leader answers reads from its lease without asking the others; a process that was
+ * stopped must see how long it was stopped before it does. Here the leader is cut off and
+ * stopped; the others elect a new leader, which commits a new value; a read then waits in the
+ * stopped leader's socket, and the leader resumes. Counting ticks by timer callbacks, it would
+ * think one tick had passed and answer the old value from its lease. */
+static void test_paused_leader_does_not_read_from_an_expired_lease(void **state)
+{
+    struct fixture *f = *state;
+    char errmsg[RFS_ERRMSG_SIZE];
+    char direct[64];
+    struct direct_get g;
+    pthread_t th;
+    int old, next;
+    skip_without_bins(f);
+    old = wait_leader(f);
+    f->kc = client_for(f->c.group, 10000);
+    assert_int_equal(kv_client_put(f->kc, "lease", 5, "old", 3, NULL, errmsg), 0);
+    memset(&g, 0, sizeof g);
+    snprintf(direct, sizeof direct, "127.0.0.1:%d", f->c.port[old]);
+    g.kc = client_for(direct, 2000);
+    /* connected, and the lease in use: the old leader answers at once */
+    assert_int_equal(kv_client_get(g.kc, "lease", 5, &g.v, errmsg), 0);
+    assert_true(g.v.found && g.v.value.len == 3 && memcmp(g.v.value.base, "old", 3) == 0);
+    kv_client_value_clear(&g.v);
+    assert_int_equal(cluster_isolate(&f->c, (unsigned)old), 0);
+    cluster_signal(&f->c, (unsigned)old, SIGSTOP);
+    sleep_ms(1500);
+    next = wait_leader(f);
+    assert_int_not_equal(next, old);
+    assert_int_equal(kv_client_put(f->kc, "lease", 5, "new", 3, NULL, errmsg), 0);
+    assert_int_equal(pthread_create(&th, NULL, direct_get_thread, &g), 0);
+    sleep_ms(300); /* the request waits in the stopped leader's socket */
+    cluster_signal(&f->c, (unsigned)old, SIGCONT);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    if (g.rv == 0) {
+        /* an answer is only allowed if it is the value acknowledged before the read */
+        assert_true(g.v.found);
+        assert_int_equal(g.v.value.len, 3);
+        assert_memory_equal(g.v.value.base, "new", 3);
+    }
+    kv_client_value_clear(&g.v);
+    kv_client_free(g.kc);
+    assert_int_equal(cluster_heal(&f->c), 0);
+}
+
 static void test_linearizable_while_links_drop_and_delay(void **state)
 {
     struct fixture *f = *state;
@@ -491,6 +551,8 @@ int main(void)
                                         setup_snapshots, teardown),
         cmocka_unit_test_setup_teardown(test_paused_server_resumes_and_rejoins, setup_plain,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_paused_leader_does_not_read_from_an_expired_lease,
+                                        setup_proxied, teardown),
         cmocka_unit_test_setup_teardown(test_linearizable_while_links_drop_and_delay, setup_proxied,
                                         teardown),
     };
