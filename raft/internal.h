@@ -171,6 +171,7 @@ void raft_handle_append(struct raft *r, const struct raft_message *m);
 void raft_handle_heartbeat(struct raft *r, const struct raft_message *m);
 void raft_handle_snapshot(struct raft *r, const struct raft_message *m);
 void raft_commit_to(struct raft *r, raft_index index);
+/* Renew the lease and release the waiting reads by what a quorum has confirmed. */
 void raft_read_release(struct raft *r);
 /* Whether the leader may answer a read from its commit index at once (raft/replication.c). */
 bool raft_lease_valid(const struct raft *r);

@@ -162,30 +162,36 @@ static void read_assign_pending(struct raft *r)
     }
 }
 
+/* The value a quorum of the n voters' values has reached: the q-th largest (sorts v
+ * descending), or 0 with fewer than q values. */
+static uint64_t quorum_value(uint64_t *v, unsigned n, unsigned q)
+{
+    if (q == 0 || n < q) {
+        return 0;
+    }
+    for (unsigned i = 1; i < n; i++) {
+        uint64_t x = v[i];
+        unsigned j = i;
+        for (; j > 0 && v[j - 1] < x; j--) {
+            v[j] = v[j - 1];
+        }
+        v[j] = x;
+    }
+    return v[q - 1];
+}
+
 /* The highest read sequence a quorum of voters has confirmed (the leader counts as all). */
 static uint64_t quorum_read_ack(const struct raft *r)
 {
     uint64_t acks[RAFT_MAX_NODES];
-    unsigned n = 0, q = raft_conf_quorum(&r->conf);
+    unsigned n = 0;
     for (unsigned i = 0; i < r->n_prs && n < RAFT_MAX_NODES; i++) {
         const struct raft_progress *pr = &r->prs[i];
         if (!pr->learner) {
             acks[n++] = pr->id == r->id ? UINT64_MAX : pr->read_ack;
         }
     }
-    if (q == 0 || n < q) {
-        return 0;
-    }
-    /* the q-th highest: a small insertion sort, descending */
-    for (unsigned i = 1; i < n; i++) {
-        uint64_t v = acks[i];
-        unsigned j = i;
-        for (; j > 0 && acks[j - 1] < v; j--) {
-            acks[j] = acks[j - 1];
-        }
-        acks[j] = v;
-    }
-    return acks[q - 1];
+    return quorum_value(acks, n, raft_conf_quorum(&r->conf));
 }
 
 /* A quorum answered heartbeat rounds up to `acked`: each of those members reset its
@@ -230,24 +236,16 @@ int raft_read_ready_push(struct raft *r, uint64_t ctx, raft_index index)
     return 0;
 }
 
-/* Move reads confirmed by a quorum into the ready list, in order. */
+/* What a quorum has confirmed: renew the lease, and move the reads it covers into the ready
+ * list, in order. */
 void raft_read_release(struct raft *r)
 {
-    unsigned q = raft_conf_quorum(&r->conf);
+    uint64_t acked = quorum_read_ack(r);
     unsigned done = 0;
+    renew_lease(r, acked);
     while (done < r->n_read_reqs) {
-        struct raft_read_req *req = &r->read_reqs[done];
-        unsigned acks = 0;
-        if (req->seq == 0) {
-            break;
-        }
-        for (unsigned i = 0; i < r->n_prs; i++) {
-            const struct raft_progress *pr = &r->prs[i];
-            if (!pr->learner && (pr->id == r->id || pr->read_ack >= req->seq)) {
-                acks++;
-            }
-        }
-        if (acks < q) {
+        const struct raft_read_req *req = &r->read_reqs[done];
+        if (req->seq == 0 || req->seq > acked) {
             break;
         }
         if (raft_read_ready_push(r, req->ctx, req->index) != 0) {
@@ -268,27 +266,14 @@ bool raft_maybe_commit(struct raft *r)
 {
     raft_index matches[RAFT_MAX_NODES];
     unsigned n = 0;
-    unsigned q = raft_conf_quorum(&r->conf);
     raft_index candidate;
-    for (unsigned i = 0; i < r->n_prs; i++) {
+    for (unsigned i = 0; i < r->n_prs && n < RAFT_MAX_NODES; i++) {
         if (!r->prs[i].learner) {
             matches[n++] = r->prs[i].match;
         }
     }
-    if (n < q) {
-        return false;
-    }
-    /* Sort descending; the q-th largest is held by a majority. */
-    for (unsigned i = 1; i < n; i++) {
-        raft_index v = matches[i];
-        unsigned j = i;
-        while (j > 0 && matches[j - 1] < v) {
-            matches[j] = matches[j - 1];
-            j--;
-        }
-        matches[j] = v;
-    }
-    candidate = matches[q - 1];
+    /* held by a majority (0 when there are too few voters: nothing to commit) */
+    candidate = quorum_value(matches, n, raft_conf_quorum(&r->conf));
     if (candidate <= r->log.committed || raft_log_term(&r->log, candidate) != r->term) {
         return false;
     }
@@ -436,7 +421,6 @@ void raft_leader_step(struct raft *r, const struct raft_message *m)
             pr->probe_sent = false;
             if (m->read_seq > pr->read_ack) {
                 pr->read_ack = m->read_seq;
-                renew_lease(r, quorum_read_ack(r));
                 raft_read_release(r);
             }
             if (pr->state == RAFT_PR_REPLICATE && pr->inflight_count >= r->cfg.max_inflight) {

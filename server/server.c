@@ -489,7 +489,24 @@ fail:
     count_request(s, op, t0, rv);
 }
 
-static void catch_up_ticks(struct rfs_server *s);
+/* The core's ticks follow the monotonic clock, not the timer's callbacks: after a pause (a
+ * stopped process, a slow sync in the loop) the core learns at once how long it was, before
+ * it answers a read from its leader lease (raft.h, lease_reads). More than two election
+ * timeouts behind, the rest are skipped: by then every timer and lease has run out anyway. */
+static void catch_up_ticks(struct rfs_server *s)
+{
+    uint64_t due = (rpc_now_ms() - s->tick_origin_ms) / s->cfg.tick_ms;
+    uint64_t max = 2 * (uint64_t)s->cfg.election_ticks + 1;
+    if (due > s->ticks_done + max) {
+        s->ticks_done = due - max;
+    }
+    while (s->ticks_done < due) {
+        s->ticks_done++;
+        if (!s->failed && !s->removed) {
+            raft_tick(s->r);
+        }
+    }
+}
 
 static void handle_read(struct rfs_server *s, uint64_t conn_id, uint64_t req_id, unsigned op,
                         uint64_t t0, const void *payload, size_t len)
@@ -1256,25 +1273,6 @@ static void before_sleep(void *data)
     serve_reads(s);
     maybe_snapshot(s);
     snapshot_for_followers(s);
-}
-
-/* The core's ticks follow the monotonic clock, not the timer's callbacks: after a pause (a
- * stopped process, a slow sync in the loop) the core learns at once how long it was, before
- * it answers a read from its leader lease (raft.h, lease_reads). More than two election
- * timeouts behind, the rest are skipped: by then every timer and lease has run out anyway. */
-static void catch_up_ticks(struct rfs_server *s)
-{
-    uint64_t due = (rpc_now_ms() - s->tick_origin_ms) / s->cfg.tick_ms;
-    uint64_t max = 2 * (uint64_t)s->cfg.election_ticks + 1;
-    if (due > s->ticks_done + max) {
-        s->ticks_done = due - max;
-    }
-    while (s->ticks_done < due) {
-        s->ticks_done++;
-        if (!s->failed && !s->removed) {
-            raft_tick(s->r);
-        }
-    }
 }
 
 static void on_tick(struct rpc_timer *t, void *data)

@@ -278,6 +278,23 @@ static void drop_commit_records_after_last_entry(struct fixture *f, unsigned i)
     assert_int_equal(truncate(path, (off_t)keep), 0);
 }
 
+/* Through a client of its own: put_keys, then disconnect (servers are about to restart). */
+static void put_keys_and_disconnect(struct fixture *f, const char *prefix, int n)
+{
+    f->kc = client_for(f->c.group, 10000);
+    put_keys(f, prefix, n);
+    kv_client_free(f->kc);
+    f->kc = NULL;
+}
+
+/* Once the restarted group has a leader, through a new client: expect_keys. */
+static void reconnect_and_expect_keys(struct fixture *f, const char *prefix, int n)
+{
+    wait_leader(f);
+    f->kc = client_for(f->c.group, 10000);
+    expect_keys(f, prefix, n);
+}
+
 /* A batch that only raises the commit index is written without a sync, so a power cut can
  * leave the state machine (LevelDB) ahead of the commit index in the log. Every server must
  * still start (raising the commit index to what it applied) and keep every write. */
@@ -287,10 +304,7 @@ static void test_servers_start_after_losing_unsynced_commit_records(void **state
     char errmsg[RFS_ERRMSG_SIZE];
     skip_without_bins(f);
     wait_leader(f);
-    f->kc = client_for(f->c.group, 10000);
-    put_keys(f, "lost-commit-", 50);
-    kv_client_free(f->kc);
-    f->kc = NULL;
+    put_keys_and_disconnect(f, "lost-commit-", 50);
     sleep_ms(500); /* heartbeats carry the last commit index to the followers */
     for (unsigned i = 0; i < 3; i++) {
         assert_int_equal(cluster_stop_server(&f->c, i), 0);
@@ -299,7 +313,7 @@ static void test_servers_start_after_losing_unsynced_commit_records(void **state
     for (unsigned i = 0; i < 3; i++) {
         assert_int_equal(cluster_start_server(&f->c, i, errmsg), 0);
     }
-    wait_leader(f);
+    reconnect_and_expect_keys(f, "lost-commit-", 50);
     for (unsigned i = 0; i < 3; i++) {
         if (!proc_alive(f->c.pid[i]) ||
             !cluster_log_contains(&f->c, i, "raised to the state machine's")) {
@@ -307,8 +321,6 @@ static void test_servers_start_after_losing_unsynced_commit_records(void **state
             fail_msg("server %u did not start with its commit index raised", i);
         }
     }
-    f->kc = client_for(f->c.group, 10000);
-    expect_keys(f, "lost-commit-", 50);
     assert_int_equal(kv_client_put(f->kc, "after", 5, "x", 1, NULL, errmsg), 0);
 }
 
@@ -321,10 +333,7 @@ static void test_restart_after_compactions_without_snapshot_bytes(void **state)
     char errmsg[RFS_ERRMSG_SIZE];
     skip_without_bins(f);
     wait_leader(f);
-    f->kc = client_for(f->c.group, 10000);
-    put_keys(f, "compacted-", 300);
-    kv_client_free(f->kc);
-    f->kc = NULL;
+    put_keys_and_disconnect(f, "compacted-", 300);
     for (unsigned i = 0; i < 3; i++) {
         if (!cluster_log_contains(&f->c, i, "held by the state machine")) {
             cluster_dump_logs(&f->c);
@@ -336,9 +345,7 @@ static void test_restart_after_compactions_without_snapshot_bytes(void **state)
         cluster_stop_server(&f->c, i); /* reaps the killed process */
         assert_int_equal(cluster_start_server(&f->c, i, errmsg), 0);
     }
-    wait_leader(f);
-    f->kc = client_for(f->c.group, 10000);
-    expect_keys(f, "compacted-", 300);
+    reconnect_and_expect_keys(f, "compacted-", 300);
     for (unsigned i = 0; i < 3; i++) {
         assert_true(proc_alive(f->c.pid[i]));
     }
